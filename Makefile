@@ -1,0 +1,60 @@
+# Distributed tracing in Knative, the Python demo. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed-dev
+
+.PHONY: help install run test lint format typecheck unit lock clean
+
+help: ## List the targets, one line each
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | sort -u | \
+		awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-15s %s\n", $$1, $$2}'
+
+install: $(INSTALLED) ## Create .venv with the locked, pinned dependencies (requirements/*.txt)
+
+$(INSTALLED): requirements/dev.txt requirements/runtime.txt
+	@echo "==> creating $(VENV) and installing locked dependencies"
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+		echo "==> python venv module missing: installing python3-venv with apt"; \
+		rm -rf $(VENV); apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && \
+		$(PYTHON) -m venv $(VENV); }
+	@$(VENV)/bin/pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
+	@touch $@
+
+run: install ## The demo on loopback, no Docker: first -> broker -> second, prints the trace tree
+	@$(PY) -m tools.run_demo
+
+test: install lint typecheck ## The whole suite: lint, types, unit, end-to-end, manifests, containers
+	@echo "==> pytest"
+	@$(PY) -m pytest
+
+unit: install ## Only the fast tests (no processes started)
+	@$(PY) -m pytest tests/unit
+
+lint: install ## ruff check and ruff format --check
+	@echo "==> ruff"
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+format: install ## Apply ruff's formatting and safe fixes
+	@$(VENV)/bin/ruff check --fix .
+	@$(VENV)/bin/ruff format .
+
+typecheck: install ## mypy --strict over the code
+	@echo "==> mypy"
+	@$(VENV)/bin/mypy
+
+lock: install ## Re-resolve requirements/*.in into the hashed locks
+	@$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		--generate-hashes requirements/runtime.in -o requirements/runtime.txt
+	@$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		--generate-hashes requirements/dev.in -o requirements/dev.txt
+
+clean: ## Remove .venv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# Each path of the demo keeps its targets in a file of its own.
+-include mk/*.mk

@@ -1,0 +1,1 @@
+"""`make bench`: the cost of tracing, measured side by side."""

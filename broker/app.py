@@ -1,0 +1,76 @@
+"""The broker's ingress: `POST /<namespace>/<broker>`, the path shape of Knative's broker-ingress."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+import httpx
+from fastapi import FastAPI, Request, Response
+from opentelemetry import trace
+
+from broker.delivery import Dispatcher
+from broker.settings import Settings
+from common.receiving import Rejected, problem, read_event
+from common.telemetry import instrument_app, setup_telemetry
+
+SERVICE = "broker"
+DEFAULT_PORT = 8082
+
+log = logging.getLogger(SERVICE)
+tracer = trace.get_tracer(SERVICE)
+
+
+def _arrival_time() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def create_app() -> FastAPI:
+    settings = Settings.from_env()
+    telemetry = setup_telemetry(SERVICE)
+    for t in settings.routing.triggers:
+        log.info("trigger %s: broker %s, filter %s -> %s", t.name, t.broker, dict(t.filter), t.subscriber)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with httpx.AsyncClient(timeout=settings.delivery_timeout) as client:
+            app.state.dispatcher = Dispatcher(client)
+            yield
+            await app.state.dispatcher.drain(settings.drain_timeout)
+        telemetry.shutdown()
+
+    app = FastAPI(title=SERVICE, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/{namespace}/{name}")
+    async def ingress(namespace: str, name: str, request: Request) -> Response:
+        if (namespace, name) not in settings.routing.brokers:
+            return problem(404, f"no broker {name!r} in namespace {namespace!r}")
+        try:
+            event = await read_event(request)
+        except Rejected as rejected:
+            return rejected.response
+        event = event.with_attribute("knativearrivaltime", _arrival_time())
+        triggers = [t for t in settings.routing.for_broker(namespace, name) if t.matches(event)]
+        with tracer.start_as_current_span(
+            f"broker:{name}.{namespace}",
+            attributes={
+                "messaging.system": "knative",
+                "messaging.destination.name": f"broker:{name}.{namespace}",
+                "cloudevents.event_id": event.id,
+                "cloudevents.event_type": event.type,
+                "cloudevents.event_source": event.source,
+            },
+        ):
+            if not triggers:
+                log.info("event %s (%s) matches no trigger of %s/%s", event.id, event.type, namespace, name)
+            request.app.state.dispatcher.dispatch(event, triggers)
+        return Response(status_code=202)
+
+    instrument_app(app)
+    return app

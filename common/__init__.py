@@ -1,0 +1,1 @@
+"""Code shared by first, second and broker: telemetry, logging, CloudEvents, serving."""

@@ -1,0 +1,1 @@
+"""first: takes a request, turns it into a CloudEvent and posts it to the Broker."""

@@ -1,0 +1,105 @@
+"""first's HTTP API: `GET /` and `POST /` each send one CloudEvent to the Broker."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from common import cloudevent
+from common.headers import format_headers
+from common.ids import current_trace_id, current_traceparent
+from common.messaging import event_attributes
+from common.telemetry import instrument_app, setup_telemetry
+from first.settings import Settings
+
+SERVICE = "first"
+DEFAULT_PORT = 8080
+EVENT_TYPE = "dev.knative.tracing.hello"
+"""The type the Trigger in config/trigger.yaml filters on."""
+EVENT_SOURCE = "first"
+
+log = logging.getLogger(SERVICE)
+tracer = trace.get_tracer(SERVICE)
+
+
+def _event_data(body: bytes, content_type: str | None, trace_id: str | None) -> tuple[Any, str]:
+    """The event's data and datacontenttype: the POST body as sent, else the article's greeting."""
+    if not body:
+        return f"hello from first, traceid={trace_id}", "text/plain"
+    media = content_type or "application/octet-stream"
+    if media.split(";", 1)[0].strip().lower() == "application/json":
+        try:
+            return json.loads(body), media
+        except ValueError:
+            pass
+    return body, media
+
+
+def create_app() -> FastAPI:
+    settings = Settings.from_env()
+    telemetry = setup_telemetry(SERVICE)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # One client for the life of the process: keep-alive connections to the broker, no per-request setup.
+        timeout = httpx.Timeout(settings.timeout, connect=settings.connect_timeout)
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            app.state.client = client
+            yield
+        telemetry.shutdown()
+
+    app = FastAPI(title=SERVICE, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.api_route("/", methods=["GET", "POST"])
+    async def send(request: Request) -> JSONResponse:
+        log.info("%s", format_headers("Request headers:", request.headers.items()))
+        trace_id = current_trace_id()
+        data, content_type = _event_data(await request.body(), request.headers.get("content-type"), trace_id)
+        attributes = {"type": EVENT_TYPE, "source": EVENT_SOURCE, "datacontenttype": content_type}
+        event, headers, body = cloudevent.build(attributes, data, settings.mode)
+        with tracer.start_as_current_span(
+            f"send {event.type}", kind=SpanKind.PRODUCER, attributes=event_attributes(event, "send")
+        ) as span:
+            propagate.inject(headers)
+            try:
+                reply = await request.app.state.client.post(settings.sink, headers=headers, content=body)
+            except httpx.TimeoutException as exc:
+                return _broker_error(span, 504, f"broker at {settings.sink} did not answer in time", exc, event)
+            except httpx.HTTPError as exc:
+                return _broker_error(span, 503, f"broker at {settings.sink} is unreachable", exc, event)
+            if reply.status_code >= 300:
+                detail = f"broker at {settings.sink} answered {reply.status_code}"
+                return _broker_error(span, 502, detail, None, event)
+        log.info("sent event %s (%s) to %s", event.id, event.type, settings.sink)
+        response = JSONResponse({"trace_id": trace_id, "event_id": event.id, "sink": settings.sink})
+        traceparent = current_traceparent()
+        if traceparent:
+            response.headers["traceparent"] = traceparent
+        log.info("%s", format_headers("Response headers:", response.headers.items()))
+        return response
+
+    instrument_app(app)
+    return app
+
+
+def _broker_error(
+    span: trace.Span, status: int, message: str, exc: Exception | None, event: cloudevent.Event
+) -> JSONResponse:
+    span.set_status(Status(StatusCode.ERROR, message))
+    if exc is not None:
+        span.record_exception(exc)
+    log.warning("event %s not delivered: %s%s", event.id, message, f" ({exc!r})" if exc else "")
+    return JSONResponse({"error": message, "event_id": event.id, "trace_id": current_trace_id()}, status_code=status)

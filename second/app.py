@@ -1,0 +1,55 @@
+"""second's HTTP API: `POST /` receives CloudEvents in binary or structured mode."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from common import cloudevent
+from common.ids import current_trace_id
+from common.messaging import event_attributes
+from common.receiving import Rejected, read_event
+from common.telemetry import instrument_app, setup_telemetry
+
+SERVICE = "second"
+DEFAULT_PORT = 8081
+
+log = logging.getLogger(SERVICE)
+tracer = trace.get_tracer(SERVICE)
+
+
+def create_app() -> FastAPI:
+    telemetry = setup_telemetry(SERVICE)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        telemetry.shutdown()
+
+    app = FastAPI(title=SERVICE, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/", status_code=204)
+    async def receive(request: Request) -> Response:
+        try:
+            event = await read_event(request)
+        except Rejected as rejected:
+            return rejected.response
+        with tracer.start_as_current_span(
+            f"process {event.type}", kind=SpanKind.CONSUMER, attributes=event_attributes(event, "process")
+        ):
+            log.info("%s", cloudevent.describe(event))
+            log.info("processed event %s, traceid=%s", event.id, current_trace_id())
+        # 204: Knative would treat a CloudEvent in the response body as a reply to route back to the Broker.
+        return Response(status_code=204)
+
+    instrument_app(app)
+    return app

@@ -1,0 +1,186 @@
+"""A small OTLP trace receiver (HTTP/protobuf on /v1/traces, and optionally gRPC) that keeps spans in memory.
+
+`make run`, the tests and the bench use it instead of a collector so that spans really travel over OTLP.
+Run alone: `python -m tools.otlp_receiver --port 4318`; `GET /spans?trace_id=...` returns what it holds as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import asdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from tools.spans import KINDS, Span
+
+_STATUS = {0: "UNSET", 1: "OK", 2: "ERROR"}
+
+
+def _value(value: AnyValue) -> Any:
+    which = value.WhichOneof("value")
+    if which == "array_value":
+        return [_value(v) for v in value.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: _value(kv.value) for kv in value.kvlist_value.values}
+    return getattr(value, which) if which else None
+
+
+def decode(request: ExportTraceServiceRequest) -> list[Span]:
+    spans: list[Span] = []
+    for resource_spans in request.resource_spans:
+        resource = {kv.key: _value(kv.value) for kv in resource_spans.resource.attributes}
+        service = str(resource.get("service.name", "unknown"))
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                spans.append(
+                    Span(
+                        trace_id=span.trace_id.hex(),
+                        span_id=span.span_id.hex(),
+                        parent_id=span.parent_span_id.hex() or None,
+                        name=span.name,
+                        # OTLP numbers kinds from 1 (INTERNAL); 0 is unspecified.
+                        kind=KINDS[max(span.kind - 1, 0)],
+                        service=service,
+                        start_ns=span.start_time_unix_nano,
+                        end_ns=span.end_time_unix_nano,
+                        attributes={kv.key: _value(kv.value) for kv in span.attributes},
+                        links=tuple((link.trace_id.hex(), link.span_id.hex()) for link in span.links),
+                        status=_STATUS.get(span.status.code, "UNSET"),
+                    )
+                )
+    return spans
+
+
+class Receiver:
+    """Holds received spans; thread-safe. `start()` serves OTLP/HTTP (and gRPC when `grpc_port` is given)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, grpc_port: int | None = None) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._spans: list[Span] = []
+        self.requests = 0
+        self._http = ThreadingHTTPServer((host, port), _handler(self))
+        self._http.daemon_threads = True
+        self._grpc: Any = None
+        self.grpc_port: int | None = None
+        if grpc_port is not None:
+            self._grpc, self.grpc_port = _grpc_server(self, host, grpc_port)
+
+    @property
+    def port(self) -> int:
+        return int(self._http.server_address[1])
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Receiver:
+        threading.Thread(target=self._http.serve_forever, name="otlp-http", daemon=True).start()
+        if self._grpc is not None:
+            self._grpc.start()
+        return self
+
+    def stop(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+        if self._grpc is not None:
+            self._grpc.stop(grace=None)
+
+    def add(self, spans: list[Span]) -> None:
+        with self._changed:
+            self._spans.extend(spans)
+            self.requests += 1
+            self._changed.notify_all()
+
+    def spans(self, trace_id: str | None = None) -> list[Span]:
+        with self._lock:
+            return [s for s in self._spans if trace_id is None or s.trace_id == trace_id]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._spans.clear()
+
+    def wait_for(self, predicate: Callable[[list[Span]], bool], timeout: float) -> list[Span]:
+        """Block until `predicate(all spans)` holds or `timeout` passes; return the spans either way."""
+        with self._changed:
+            self._changed.wait_for(lambda: predicate(self._spans), timeout=timeout)
+            return list(self._spans)
+
+
+def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            if urlsplit(self.path).path != "/v1/traces":
+                self._reply(404, b"", "text/plain")
+                return
+            if "json" in (self.headers.get("content-type") or ""):
+                self._reply(415, b"this receiver takes OTLP/HTTP protobuf", "text/plain")
+                return
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            receiver.add(decode(request))
+            self._reply(200, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
+
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            if url.path != "/spans":
+                self._reply(404, b"", "text/plain")
+                return
+            trace_id = parse_qs(url.query).get("trace_id", [None])[0]
+            body = json.dumps([asdict(s) for s in receiver.spans(trace_id)]).encode()
+            self._reply(200, body, "application/json")
+
+        def _reply(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("content-type", content_type)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: one line per export would bury the demo's own logs."""
+
+    return Handler
+
+
+def _grpc_server(receiver: Receiver, host: str, port: int) -> tuple[Any, int]:
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+    class Service(trace_service_pb2_grpc.TraceServiceServicer):
+        def Export(self, request: ExportTraceServiceRequest, context: Any) -> ExportTraceServiceResponse:
+            receiver.add(decode(request))
+            return ExportTraceServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), server)  # type: ignore[no-untyped-call]
+    bound = server.add_insecure_port(f"{host}:{port}")
+    return server, bound
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=4318)
+    args = parser.parse_args()
+    receiver = Receiver(args.host, args.port).start()
+    print(f"OTLP/HTTP receiver on {receiver.endpoint}/v1/traces")
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
