@@ -7,6 +7,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed-dev
 
+# Images: one name everywhere (folder, module, image, compose service, Knative Service, service.name).
+# dev.local is a registry Knative Serving never resolves tags for, so kind-loaded images run as they are.
+IMAGE_REPO ?= dev.local/knative-tracing
+IMAGE_TAG ?= 0.1.0
+SERVICES := first second broker
+
 .PHONY: help install run test lint format typecheck unit lock clean
 
 help: ## List the targets, one line each

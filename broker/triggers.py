@@ -101,17 +101,19 @@ def _documents(path: Path) -> Iterable[tuple[Path, dict[str, Any]]]:
 def _destination(file: Path, where: str, spec: Any, subscribers: Mapping[str, str]) -> str:
     if not isinstance(spec, dict):
         raise ConfigError(f"{file}: {where} must have ref or uri")
-    if spec.get("uri"):
-        return str(spec["uri"])
+    uri = str(spec.get("uri") or "")
     name = (spec.get("ref") or {}).get("name")
     if not name:
-        raise ConfigError(f"{file}: {where} has neither ref.name nor uri")
+        if not uri:
+            raise ConfigError(f"{file}: {where} has neither ref.name nor uri")
+        return uri
     if name not in subscribers:
         raise ConfigError(
             f"{file}: {where} refers to {name!r}, which BROKER_SUBSCRIBERS does not map to a URL "
             f"(add {name}=http://host:port)"
         )
-    return subscribers[name]
+    # A Knative Destination with both ref and uri: the uri is a path relative to the ref's address.
+    return subscribers[name].rstrip("/") + uri if uri else subscribers[name]
 
 
 def _delivery(file: Path, name: str, spec: Any, subscribers: Mapping[str, str]) -> Delivery:

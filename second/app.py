@@ -1,4 +1,5 @@
-"""second's HTTP API: `POST /` receives CloudEvents in binary or structured mode."""
+"""second's HTTP API: `POST /` receives CloudEvents in binary or structured mode; `POST /dead-letter` logs the
+events the Broker gave up delivering (the Trigger's deadLetterSink)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,15 @@ def create_app() -> FastAPI:
             log.info("%s", cloudevent.describe(event))
             log.info("processed event %s, traceid=%s", event.id, current_trace_id())
         # 204: Knative would treat a CloudEvent in the response body as a reply to route back to the Broker.
+        return Response(status_code=204)
+
+    @app.post("/dead-letter", status_code=204)
+    async def dead_letter(request: Request) -> Response:
+        try:
+            event = await read_event(request)
+        except Rejected as rejected:
+            return rejected.response
+        log.warning("DEAD LETTER: %s\ntraceid=%s", cloudevent.describe(event), current_trace_id())
         return Response(status_code=204)
 
     instrument_app(app)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from tools.spans import Span
 
 BAR_WIDTH = 30
+NAME_WIDTH = 60
+"""Longer span names (Knative's trigger paths carry a UUID) are cut, so the bars stay on screen."""
 
 
 def _children(spans: list[Span]) -> tuple[list[Span], dict[str, list[Span]]]:
@@ -17,6 +19,10 @@ def _children(spans: list[Span]) -> tuple[list[Span], dict[str, list[Span]]]:
         else:
             roots.append(span)
     return roots, children
+
+
+def _cut(name: str) -> str:
+    return name if len(name) <= NAME_WIDTH else name[: NAME_WIDTH - 1] + "…"
 
 
 def render(spans: list[Span], *, width: int = BAR_WIDTH) -> str:
@@ -39,7 +45,7 @@ def render(spans: list[Span], *, width: int = BAR_WIDTH) -> str:
 
     for root in roots:
         walk(root, "", True, True)
-    labels = [f"{tree}{span.service}: {span.name}" for tree, span in rows]
+    labels = [f"{tree}{span.service}: {_cut(span.name)}" for tree, span in rows]
     label_width = max(len(label) for label in labels)
     trace_ids = sorted({s.trace_id for s in spans})
     lines = [f"trace {', '.join(trace_ids)}  ({len(spans)} spans, {total / 1e6:.1f} ms)"]

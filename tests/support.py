@@ -1,0 +1,37 @@
+"""Helpers the tests share: waiting with a message that says what was awaited."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from tools.otlp_receiver import Receiver
+from tools.spans import Span
+from tools.trace_tree import render
+from tools.trace_wait import is_complete
+
+T = TypeVar("T")
+
+
+def poll_until(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Call `check` until it returns something truthy; fail with "Timed out after Ns waiting for: <what>"."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Timed out after {timeout:.0f}s waiting for: {what}")
+        time.sleep(interval)
+
+
+def complete_trace(receiver: Receiver, trace_id: str, timeout: float = 10.0) -> list[Span]:
+    """The spans of `trace_id` once first's, the broker's and second's have all arrived."""
+    spans = receiver.wait_for(lambda spans: is_complete([s for s in spans if s.trace_id == trace_id]), timeout)
+    mine = [s for s in spans if s.trace_id == trace_id]
+    if not is_complete(mine):
+        raise AssertionError(
+            f"Timed out after {timeout:.0f}s waiting for: complete trace {trace_id}; got:\n{render(mine)}"
+        )
+    return mine
