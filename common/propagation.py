@@ -26,9 +26,15 @@ _KNOWN: dict[str, type[TextMapPropagator]] = {
 }
 
 
-def propagator_from_env() -> TextMapPropagator:
+def propagator_names() -> list[str]:
+    """The names in OTEL_PROPAGATORS, checked. Call before OpenTelemetry's `propagate` module is imported:
+    it reads the same variable at import time and dies with a traceback on a name it does not know."""
     names = [name.strip() for name in env_str("OTEL_PROPAGATORS", DEFAULT_PROPAGATORS).split(",") if name.strip()]
     unknown = [name for name in names if name not in _KNOWN and name != "none"]
     if unknown:
         fail_startup(f"OTEL_PROPAGATORS names unknown propagator(s) {unknown}; known: {', '.join(_KNOWN)}, none")
-    return CompositePropagator([_KNOWN[name]() for name in names if name != "none"])
+    return [name for name in names if name != "none"]
+
+
+def propagator_from_env() -> TextMapPropagator:
+    return CompositePropagator([_KNOWN[name]() for name in propagator_names()])

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 from tools.otlp_receiver import Receiver
 from tools.spans import Span
+from tools.stack import Service, free_port, start_service, wait_healthy
 from tools.trace_tree import render
 from tools.trace_wait import is_complete
 
@@ -35,3 +39,30 @@ def complete_trace(receiver: Receiver, trace_id: str, timeout: float = 10.0) -> 
             f"Timed out after {timeout:.0f}s waiting for: complete trace {trace_id}; got:\n{render(mine)}"
         )
     return mine
+
+
+@contextmanager
+def running(name: str, env: dict[str, str], log_dir: Path, *, command: list[str] | None = None) -> Iterator[Service]:
+    """One service as a real process on a free port, healthy on entry, SIGTERMed on exit."""
+    port = free_port()
+    service = start_service(name, port, env, log_dir / f"{name}-{port}.log", command=command)
+    try:
+        wait_healthy(f"{service.url}/healthz", 20, service.process)
+        yield service
+    finally:
+        if service.process.poll() is None:
+            service.process.terminate()
+        service.process.wait(10)
+
+
+def cloudevent_headers(**overrides: str) -> dict[str, str]:
+    """A valid binary-mode CloudEvent's headers, with a fresh id."""
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": secrets.token_hex(8),
+        "ce-source": "tests",
+        "ce-type": "dev.knative.tracing.hello",
+        "content-type": "text/plain",
+    }
+    headers.update(overrides)
+    return headers
