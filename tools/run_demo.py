@@ -89,7 +89,14 @@ def main() -> int:
         print("\nstopping ...")
         codes = stack.stop()
         receiver.stop()
-        print("stopped: " + ", ".join(f"{name} exit {code}" for name, code in codes.items()))
+        print("stopped: " + ", ".join(f"{name} ({_exit(code)})" for name, code in codes.items()))
+
+
+def _exit(code: int | None) -> str:
+    """uvicorn re-raises the stop signal after its graceful shutdown, so a clean stop reads as SIGTERM."""
+    if code is not None and code < 0:
+        return f"stopped by {signal.Signals(-code).name}"
+    return f"exit {code}"
 
 
 class LogTail:
