@@ -30,8 +30,13 @@ $(INSTALLED): requirements/dev.txt requirements/runtime.txt
 	@$(VENV)/bin/pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
 	@touch $@
 
-run: install ## The demo on loopback, no Docker: first -> broker -> second, prints the trace tree
-	@$(PY) -m tools.run_demo
+# `$(call switch,NAME,--flag)`: --flag when the workshop switch NAME=1 (or true, yes) is on the command line.
+# RUN_FLAGS passes tools/run_demo.py's other options (--port, --otlp-port, --once); docs/workshop.md has the rest.
+switch = $(if $(filter 1 true yes,$($(1))),$(2))
+
+run: install ## The demo on loopback, no Docker (workshop switches: BROKEN=1 EXTENSION=1 UNTRACED_HOP=1 ZERO_CODE=1)
+	@$(PY) -m tools.run_demo $(call switch,BROKEN,--broken) $(call switch,EXTENSION,--extension) \
+		$(call switch,UNTRACED_HOP,--untraced-hop) $(call switch,ZERO_CODE,--zero-code) $(RUN_FLAGS)
 
 test: install lint typecheck ## The whole suite: lint, types, unit, end-to-end, manifests, containers
 	@echo "==> pytest"

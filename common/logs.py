@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 
 from opentelemetry import trace
@@ -30,6 +31,37 @@ class _TraceIds(logging.Filter):
         else:
             record.otelTraceID = _NO_TRACE
             record.otelSpanID = _NO_SPAN
+        return True
+
+
+class _RateLimited(logging.Filter):
+    """At most one record a message per `interval` from OpenTelemetry's own loggers (exporters, batch
+    processor): with the trace backend down or hanging they would log on every batch and every retry. The
+    record that gets through after a quiet spell says how many were held back."""
+
+    def __init__(self, prefix: str = "opentelemetry", interval: float = 30.0) -> None:
+        super().__init__()
+        self._prefix = prefix
+        self._interval = interval
+        self._last: dict[tuple[str, str], float] = {}
+        self._held: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()  # the exporter's thread logs too
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self._prefix):
+            return True
+        key = (record.name, str(record.msg))
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self._interval:
+                self._held[key] = self._held.get(key, 0) + 1
+                return False
+            self._last[key] = now
+            held = self._held.pop(key, 0)
+        if held:
+            record.msg = f"{record.getMessage()} ({held} more like this not logged in the last {self._interval:.0f}s)"
+            record.args = None
         return True
 
 
@@ -80,6 +112,7 @@ def setup_logging(service: str) -> None:
     level = env_str("LOG_LEVEL", "INFO").upper()
     handler = logging.StreamHandler(sys.stdout)
     handler.addFilter(_TraceIds())
+    handler.addFilter(_RateLimited())
     handler.setFormatter(_JsonFormatter(service) if fmt == "json" else _TextFormatter(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]

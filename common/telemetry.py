@@ -9,42 +9,82 @@ When the process runs under `opentelemetry-instrument` (as the OpenTelemetry Ope
 distro has already installed a tracer provider with its exporter and instrumented FastAPI and httpx: this
 module then steps aside instead of installing a second provider (which the API would refuse, losing our
 exporter) or instrumenting twice.
+
+Otherwise the SERVER and CLIENT spans come from common.server_spans and common.client_spans, not from the
+FastAPI and httpx instrumentors: they cost less than half as much per request (docs/bench.md).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry import propagate, trace
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter, SpanExportResult
 
 from common.logs import setup_logging
 from common.propagation import propagator_from_env
-from common.settings import env_choice, env_str, fail_startup
+from common.sampling import sampler_from_env
+from common.server_spans import ServerSpans
+from common.settings import env_choice, env_float, env_str, fail_startup
 
 log = logging.getLogger(__name__)
 
 # Liveness and readiness probes run every few seconds; a span each would drown the demo's traces.
-EXCLUDED_URLS = "healthz"
+EXCLUDED_PATHS = ("/healthz",)
+
+FASTAPI_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+"""Every app's `FastAPI(telemetry=...)`: FastAPI's own telemetry off, since common.server_spans makes the SERVER
+spans (both would make two per request)."""
+
+
+class SpanCounter(SpanProcessor):
+    """Counts the spans this process ends, so shutdown can say how many were made: `make bench` compares that
+    with what the backend received (a dropped span is a silent loss)."""
+
+    def __init__(self) -> None:
+        self.ended = 0
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.ended += 1
 
 
 @dataclass
 class Telemetry:
     service_name: str
     provider: TracerProvider | None
-    """The provider this module installed; None when the SDK is disabled or another party installed one."""
+    """The provider to flush on SIGTERM: ours, or the one opentelemetry-instrument installed; None when disabled."""
+    counter: SpanCounter | None = None
 
     def shutdown(self) -> None:
         """Flush and stop exporting: called on SIGTERM so spans survive Knative's scale to zero."""
         if self.provider is not None:
-            self.provider.shutdown()
+            _shutdown_within(self.provider, export_timeout())
+        if self.counter is not None:
+            log.info("telemetry: %d spans ended in this process, flushed to the exporter", self.counter.ended)
+
+
+def export_timeout() -> float:
+    """OTEL_BSP_EXPORT_TIMEOUT in seconds (the variable is in ms, default 30000). The SDK reads it but does not
+    apply it; here it bounds the flush at shutdown."""
+    return env_float("OTEL_BSP_EXPORT_TIMEOUT", 30000.0) / 1000
+
+
+def _shutdown_within(provider: TracerProvider, seconds: float) -> None:
+    """Flush and stop `provider`, waiting at most `seconds`: with the trace backend hanging, the SDK would
+    wait on each queued batch's export in turn, and SIGTERM must end in bounded time."""
+    worker = threading.Thread(target=provider.shutdown, name="otel-shutdown", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        log.warning("spans not all exported within %.1fs at shutdown (trace backend slow or down); exiting", seconds)
 
 
 def service_name(default: str) -> str:
@@ -55,6 +95,30 @@ def _sdk_disabled() -> bool:
     return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
 
 
+class LazyExporter(SpanExporter):
+    """Builds the real exporter on the batch worker's first export, not at start-up: the OTLP exporters import
+    `requests` or `grpc` (about 70 ms), which Knative's cold start would otherwise pay before the first request."""
+
+    def __init__(self, build: Callable[[], SpanExporter]) -> None:
+        self._build = build
+        self._exporter: SpanExporter | None = None
+
+    def _real(self) -> SpanExporter:
+        if self._exporter is None:
+            self._exporter = self._build()
+        return self._exporter
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._real().export(spans)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._exporter is None or self._exporter.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        if self._exporter is not None:
+            self._exporter.shutdown()
+
+
 def _exporter() -> SpanExporter | None:
     kind = env_choice("OTEL_TRACES_EXPORTER", "otlp", ("otlp", "console", "none"))
     if kind == "none":
@@ -62,14 +126,19 @@ def _exporter() -> SpanExporter | None:
     if kind == "console":
         return ConsoleSpanExporter()
     protocol = env_choice("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", ("http/protobuf", "grpc"))
-    if protocol == "grpc":
-        # Imported only when chosen: grpc costs start-up time that the HTTP default does not need.
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+    return LazyExporter(_grpc_exporter if protocol == "grpc" else _http_exporter)
 
-        return GrpcExporter()
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
-    return HttpExporter()
+def _grpc_exporter() -> SpanExporter:
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()
+
+
+def _http_exporter() -> SpanExporter:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()
 
 
 def setup_telemetry(default_name: str) -> Telemetry:
@@ -80,26 +149,32 @@ def setup_telemetry(default_name: str) -> Telemetry:
     existing = trace.get_tracer_provider()
     if isinstance(existing, TracerProvider):
         log.info("tracer provider already installed (opentelemetry-instrument?): using it")
-        return Telemetry(name, None)
+        # Still ours to flush on SIGTERM: uvicorn ends by re-raising the signal, so the distro's atexit flush
+        # never runs and the spans still batched would be lost.
+        return Telemetry(name, existing)
     if _sdk_disabled():
         # No provider: the API's no-op tracer still carries the incoming context to outgoing requests.
         return Telemetry(name, None)
     check_endpoint_setting()
+    export_timeout()  # checked now, not first at SIGTERM
     resource = Resource.create({"service.name": name})
-    provider = TracerProvider(resource=resource)
+    provider = TracerProvider(resource=resource, sampler=sampler_from_env())
+    counter = SpanCounter()
+    provider.add_span_processor(counter)
     exporter = _exporter()
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
-    HTTPXClientInstrumentor().instrument()
-    return Telemetry(name, provider)
+    return Telemetry(name, provider, counter)
 
 
 def instrument_app(app: FastAPI) -> None:
-    """Server spans for `app`, without the per-request internal `http receive`/`http send` spans."""
+    """SERVER spans for `app` (none for health checks), unless opentelemetry-instrument already did it."""
     if getattr(app, "_is_instrumented_by_opentelemetry", False):
         return
-    FastAPIInstrumentor.instrument_app(app, excluded_urls=EXCLUDED_URLS, exclude_spans=["receive", "send"])
+    if getattr(app, "_telemetry", {}).get("tracing"):
+        fail_startup("create the FastAPI app with telemetry=FASTAPI_TELEMETRY: its own spans would double ours")
+    app.add_middleware(ServerSpans, excluded_paths=EXCLUDED_PATHS)
 
 
 def check_endpoint_setting() -> None:

@@ -12,10 +12,12 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from common import cloudevent
+from common.event_context import consumer_parent
 from common.ids import current_trace_id
 from common.messaging import event_attributes
 from common.receiving import Rejected, read_event
-from common.telemetry import instrument_app, setup_telemetry
+from common.telemetry import FASTAPI_TELEMETRY, instrument_app, setup_telemetry
+from second.dedupe import Redeliveries
 
 SERVICE = "second"
 DEFAULT_PORT = 8081
@@ -26,15 +28,19 @@ tracer = trace.get_tracer(SERVICE)
 
 def create_app() -> FastAPI:
     telemetry = setup_telemetry(SERVICE)
+    redeliveries = Redeliveries.from_env()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         telemetry.shutdown()
 
-    app = FastAPI(title=SERVICE, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title=SERVICE, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, telemetry=FASTAPI_TELEMETRY
+    )
 
-    @app.get("/healthz")
+    # No response model: building one costs ~25 ms of cold start (and imports pydantic.v1) for a fixed body.
+    @app.get("/healthz", response_model=None)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
@@ -44,11 +50,28 @@ def create_app() -> FastAPI:
             event = await read_event(request)
         except Rejected as rejected:
             return rejected.response
+        age = redeliveries.age(event)
+        if age is not None:
+            # At-least-once delivery: answer 2xx so the broker stops, but do not process the event twice.
+            log.warning(
+                "duplicate event %s from %s: processed %.1fs ago, not processed again, traceid=%s",
+                event.id,
+                event.source,
+                age,
+                current_trace_id(),
+            )
+            return Response(status_code=204)
+        parent, links = consumer_parent(event, request.headers)
         with tracer.start_as_current_span(
-            f"process {event.type}", kind=SpanKind.CONSUMER, attributes=event_attributes(event, "process")
+            f"process {event.type}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes=event_attributes(event, "process"),
+            links=links,
         ):
             log.info("%s", cloudevent.describe(event))
             log.info("processed event %s, traceid=%s", event.id, current_trace_id())
+        redeliveries.remember(event)
         # 204: Knative would treat a CloudEvent in the response body as a reply to route back to the Broker.
         return Response(status_code=204)
 

@@ -92,6 +92,8 @@ class Stack:
     ports: dict[str, int] = field(default_factory=dict)
     log_dir: Path | None = None
     services: dict[str, Service] = field(default_factory=dict)
+    launcher: tuple[str, ...] = ()
+    """A command that wraps `python -m <service>`, such as opentelemetry-instrument (zero-code)."""
 
     def environment(self, name: str) -> dict[str, str]:
         ports = {s: self.ports.setdefault(s, free_port()) for s in SERVICES}
@@ -111,7 +113,8 @@ class Stack:
         for name in SERVICES:
             env = self.environment(name)
             log_path = self.log_dir / f"{name}.log" if self.log_dir else None
-            self.services[name] = start_service(name, self.ports[name], env, log_path)
+            command = [*self.launcher, sys.executable, "-m", name] if self.launcher else None
+            self.services[name] = start_service(name, self.ports[name], env, log_path, command=command)
         for service in self.services.values():
             try:
                 wait_healthy(f"{service.url}/healthz", timeout, service.process)

@@ -14,7 +14,6 @@ from tests.support import complete_trace, poll_until, running
 from tools.otlp_receiver import Receiver
 from tools.stack import Stack
 
-
 _NEW_RECORD = re.compile(r"^\d{2}:\d{2}:\d{2} ")
 
 

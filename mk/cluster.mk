@@ -1,0 +1,118 @@
+# Knative on kind: `make cluster deploy demo traces` is the whole path; `make verify` checks the demo's trace.
+# Every version is pinned here and can be overridden on the command line (make cluster KNATIVE_VERSION=1.18.2).
+
+# Serving, Eventing and net-kourier are released together with the same numbers; pin one all three publish.
+KNATIVE_VERSION ?= 1.22.0
+KNATIVE_SERVING_VERSION ?= $(KNATIVE_VERSION)
+KNATIVE_EVENTING_VERSION ?= $(KNATIVE_VERSION)
+KOURIER_VERSION ?= $(KNATIVE_VERSION)
+# A node image of the Kubernetes minor the pinned Knative supports (see the kind release notes for digests).
+KIND_NODE_IMAGE ?= kindest/node:v1.34.0
+KIND_CLUSTER ?= knative-tracing
+# The host port Kourier answers on (a NodePort mapped by kind), and the sslip.io domain of the Knative routes.
+KIND_HTTP_PORT ?= 80
+KOURIER_NODE_PORT := 31080
+KNATIVE_DOMAIN ?= 127.0.0.1.sslip.io
+JAEGER_VERSION ?= 2.17.0
+JAEGER_UI_PORT ?= 16686
+
+# The pinned kubectl from `make install`, always aimed at the demo's cluster, never at the current context.
+KUBECTL_BIN ?= $(VENV)/bin/kubectl
+KUBE_CONTEXT ?= kind-$(KIND_CLUSTER)
+KUBECTL := $(KUBECTL_BIN) --context $(KUBE_CONTEXT)
+
+SERVING_RELEASE := https://github.com/knative/serving/releases/download/knative-v$(KNATIVE_SERVING_VERSION)
+EVENTING_RELEASE := https://github.com/knative/eventing/releases/download/knative-v$(KNATIVE_EVENTING_VERSION)
+KOURIER_RELEASE := https://github.com/knative-extensions/net-kourier/releases/download/knative-v$(KOURIER_VERSION)
+
+# Knative <= 1.18 traced through OpenCensus and `config-tracing`: add the legacy overlay for those versions.
+KNATIVE_MINOR := $(word 2,$(subst ., ,$(KNATIVE_VERSION)))
+LEGACY_TRACING := $(shell [ "$(KNATIVE_MINOR)" -le 18 ] 2>/dev/null && echo yes)
+
+CLUSTER_SCRIPTS := scripts/cluster
+CLUSTER_DIR := .cluster
+RETRY := $(CLUSTER_SCRIPTS)/retry.sh 5
+WAIT := $(KUBECTL) wait --timeout=300s
+# The workloads Knative runs; the broker is Knative's own on a cluster (our image serves `make up`).
+KSVCS := first second
+KSVC_IMAGES := $(foreach s,$(KSVCS),$(IMAGE_REPO)/$(s):$(IMAGE_TAG))
+KUSTOMIZATION_ENV := IMAGE_REPO=$(IMAGE_REPO) IMAGE_TAG=$(IMAGE_TAG) JAEGER_VERSION=$(JAEGER_VERSION) \
+	KSVCS="$(KSVCS)" LEGACY_TRACING=$(LEGACY_TRACING)
+
+.PHONY: cluster images deploy demo traces verify undeploy cluster-delete
+
+cluster: install ## Create the kind cluster; install pinned Knative (Kourier, Eventing, IMC, MT broker) and Jaeger
+	@$(CLUSTER_SCRIPTS)/prereqs.sh docker kind $(KUBECTL_BIN)
+	@$(CLUSTER_SCRIPTS)/kind-cluster.sh $(KIND_CLUSTER) $(KIND_NODE_IMAGE) $(KIND_HTTP_PORT) $(KOURIER_NODE_PORT)
+	@echo "==> Knative Serving $(KNATIVE_SERVING_VERSION)"
+	$(RETRY) $(KUBECTL) apply -f $(SERVING_RELEASE)/serving-crds.yaml
+	$(WAIT) --for=condition=Established crd --all
+	$(RETRY) $(KUBECTL) apply -f $(SERVING_RELEASE)/serving-core.yaml
+	@echo "==> Kourier $(KOURIER_VERSION): routes at http://<service>.<namespace>.$(KNATIVE_DOMAIN):$(KIND_HTTP_PORT)"
+	$(RETRY) $(KUBECTL) apply -f $(KOURIER_RELEASE)/kourier.yaml
+	$(KUBECTL) patch configmap/config-network -n knative-serving --type merge \
+		-p '{"data":{"ingress-class":"kourier.ingress.networking.knative.dev"}}'
+	$(KUBECTL) patch configmap/config-domain -n knative-serving --type merge -p '{"data":{"$(KNATIVE_DOMAIN)":""}}'
+	$(KUBECTL) patch service/kourier -n kourier-system -p '{"spec":{"type":"NodePort","ports":[{"port":80,"nodePort":$(KOURIER_NODE_PORT)}]}}'
+	@echo "==> waiting for Knative Serving and Kourier to be available"
+	$(WAIT) --for=condition=Available deployment --all -n knative-serving
+	$(WAIT) --for=condition=Available deployment --all -n kourier-system
+	@echo "==> Knative Eventing $(KNATIVE_EVENTING_VERSION): core, InMemoryChannel, MT channel-based broker"
+	$(RETRY) $(KUBECTL) apply -f $(EVENTING_RELEASE)/eventing-crds.yaml
+	$(WAIT) --for=condition=Established crd --all
+	$(RETRY) $(KUBECTL) apply -f $(EVENTING_RELEASE)/eventing-core.yaml
+	$(RETRY) $(KUBECTL) apply -f $(EVENTING_RELEASE)/in-memory-channel.yaml
+	$(RETRY) $(KUBECTL) apply -f $(EVENTING_RELEASE)/mt-channel-broker.yaml
+	@echo "==> waiting for Knative Eventing to be available"
+	$(WAIT) --for=condition=Available deployment --all -n knative-eventing
+	@echo "==> Jaeger $(JAEGER_VERSION) in namespace observability; Knative tracing on at 100%$(if $(LEGACY_TRACING), (legacy config-tracing))"
+	@mkdir -p $(CLUSTER_DIR)/infra
+	$(KUSTOMIZATION_ENV) $(CLUSTER_SCRIPTS)/kustomization.sh infra > $(CLUSTER_DIR)/infra/kustomization.yaml
+	$(RETRY) $(KUBECTL) apply -k $(CLUSTER_DIR)/infra
+	$(WAIT) --for=condition=Available deployment/jaeger -n observability
+	@echo "==> cluster $(KIND_CLUSTER) is ready: next, make deploy"
+
+# One build per service, context = the repo root (the images copy common/ too).
+define build_image
+	@echo "==> building $(IMAGE_REPO)/$(1):$(IMAGE_TAG)"
+	docker build -f $(1)/Dockerfile -t $(IMAGE_REPO)/$(1):$(IMAGE_TAG) .
+
+endef
+
+images: ## docker build every service image, tagged IMAGE_REPO/<service>:IMAGE_TAG
+	@$(CLUSTER_SCRIPTS)/prereqs.sh docker
+	$(foreach s,$(SERVICES),$(call build_image,$(s)))
+
+deploy: images ## Load the images into kind, kubectl apply -k config/, wait until the Services are Ready
+	@$(CLUSTER_SCRIPTS)/prereqs.sh docker kind $(KUBECTL_BIN)
+	@echo "==> loading $(KSVC_IMAGES) into kind cluster $(KIND_CLUSTER)"
+	kind load docker-image $(KSVC_IMAGES) --name $(KIND_CLUSTER)
+	@mkdir -p $(CLUSTER_DIR)/all
+	$(KUSTOMIZATION_ENV) $(CLUSTER_SCRIPTS)/kustomization.sh all \
+		$(foreach s,$(KSVCS),$(s)=$$(docker image inspect -f '{{.Id}}' $(IMAGE_REPO)/$(s):$(IMAGE_TAG))) \
+		> $(CLUSTER_DIR)/all/kustomization.yaml
+	$(RETRY) $(KUBECTL) apply -k $(CLUSTER_DIR)/all
+	@echo "==> waiting for the Broker, the Trigger and the Services to be Ready"
+	$(WAIT) --for=condition=Ready -n default broker/default trigger/first-to-second $(foreach s,$(KSVCS),ksvc/$(s))
+	@$(KUBECTL) get ksvc -n default
+	@echo "==> deployed: next, make demo"
+
+demo: install ## Send one request to first as the article's browser did; print its trace id and where to see it
+	$(PY) -m tools.cluster_demo --ingress http://127.0.0.1:$(KIND_HTTP_PORT) --host first.default.$(KNATIVE_DOMAIN) \
+		--trace-id-file $(CLUSTER_DIR)/last-trace-id --jaeger-ui http://127.0.0.1:$(JAEGER_UI_PORT)
+
+traces: install ## Port-forward Jaeger's UI to 127.0.0.1 (JAEGER_UI_PORT, 16686) and print its URL; Ctrl-C stops
+	@echo "==> Jaeger UI: http://127.0.0.1:$(JAEGER_UI_PORT)/search?service=first$(if $(wildcard $(CLUSTER_DIR)/last-trace-id),  ·  last demo trace: http://127.0.0.1:$(JAEGER_UI_PORT)/trace/$(shell cat $(CLUSTER_DIR)/last-trace-id))"
+	$(KUBECTL) port-forward -n observability service/jaeger-query $(JAEGER_UI_PORT):16686
+
+verify: install ## Fetch the `make demo` trace from Jaeger and check every hop; print it as a tree
+	$(PY) -m tools.verify_trace --hops knative --trace-id-file $(CLUSTER_DIR)/last-trace-id \
+		--port-forward "$(KUBECTL) port-forward -n observability service/jaeger-query {port}:16686"
+
+undeploy: install ## Remove the Services, Broker and Trigger (Knative, Jaeger and the cluster stay)
+	$(KUBECTL) delete --ignore-not-found -f config/services.yaml -f config/trigger.yaml -f config/broker.yaml
+
+cluster-delete: ## Delete the kind cluster and everything in it
+	@$(CLUSTER_SCRIPTS)/prereqs.sh kind
+	kind delete cluster --name $(KIND_CLUSTER)
+	rm -rf $(CLUSTER_DIR)

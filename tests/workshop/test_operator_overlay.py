@@ -1,0 +1,101 @@
+"""config/overlays/operator, rendered with the pinned kubectl the way `make operator` uses it: config/ plus the
+component. The annotation must land on both Services and agree with the base it is added to."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common.propagation import DEFAULT_PROPAGATORS
+from tests.config.conftest import Manifest, kustomize
+from tests.config.test_make_targets import dry_run, in_order
+from tools.stack import ROOT
+
+COMPONENT = ROOT / "config" / "overlays" / "operator"
+INJECT = "instrumentation.opentelemetry.io/inject-python"
+CONTAINERS = "instrumentation.opentelemetry.io/container-names"
+ADDED = (INJECT, CONTAINERS)
+
+
+@pytest.fixture(scope="module")
+def with_operator(tmp_path_factory: pytest.TempPathFactory) -> list[Manifest]:
+    """What `kubectl kustomize` makes of config/ with the component, from a kustomization outside config/ (as
+    .cluster/operator is): kustomize refuses absolute paths and a base that contains its overlay."""
+    here = tmp_path_factory.mktemp("operator")
+    config = os.path.relpath(ROOT / "config", here)
+    component = os.path.relpath(COMPONENT, here)
+    (here / "kustomization.yaml").write_text(
+        f"apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources:\n  - {config}\ncomponents:\n  - {component}\n"
+    )
+    return kustomize(here)
+
+
+def _services(manifests: list[Manifest]) -> dict[str, Manifest]:
+    return {m["metadata"]["name"]: m for m in manifests if m["kind"] == "Service" and "serving" in m["apiVersion"]}
+
+
+def _env(service: Manifest) -> dict[str, str]:
+    container = service["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", "") for e in container.get("env", [])}
+
+
+def _without_additions(manifest: Manifest) -> Manifest:
+    """`manifest` without the component's annotations (a Knative Service's template is the only place)."""
+    template: dict[str, Any] = manifest.get("spec", {}).get("template", {})
+    annotations: dict[str, Any] = template.get("metadata", {}).get("annotations", {})
+    for name in ADDED:
+        annotations.pop(name, None)
+    return manifest
+
+
+def test_both_services_are_injected_by_the_instrumentation(with_operator: list[Manifest]) -> None:
+    instrumentations = [m for m in with_operator if m["kind"] == "Instrumentation"]
+    assert len(instrumentations) == 1, instrumentations
+    instrumentation = instrumentations[0]
+    assert instrumentation["apiVersion"] == "opentelemetry.io/v1alpha1"
+    services = _services(with_operator)
+    assert set(services) == {"first", "second"}
+    for name, service in services.items():
+        annotations = service["spec"]["template"]["metadata"]["annotations"]
+        assert annotations[INJECT] == instrumentation["metadata"]["name"], f"{name} must name the Instrumentation"
+        assert service["metadata"]["namespace"] == instrumentation["metadata"]["namespace"]
+        containers = [c["name"] for c in service["spec"]["template"]["spec"]["containers"]]
+        assert annotations[CONTAINERS] == containers[0], f"{name}: inject the workload, not queue-proxy"
+
+
+def test_instrumentation_agrees_with_the_services(with_operator: list[Manifest]) -> None:
+    instrumentation = next(m for m in with_operator if m["kind"] == "Instrumentation")["spec"]
+    for name, service in _services(with_operator).items():
+        env = _env(service)
+        assert instrumentation["exporter"]["endpoint"] == env["OTEL_EXPORTER_OTLP_ENDPOINT"], name
+        assert env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf") == "http/protobuf", name
+    assert ",".join(instrumentation["propagators"]) == DEFAULT_PROPAGATORS
+    python_env = {e["name"]: e["value"] for e in instrumentation["python"]["env"]}
+    assert python_env["OTEL_PYTHON_FASTAPI_EXCLUDED_URLS"] == "healthz"
+    assert python_env["OTEL_METRICS_EXPORTER"] == python_env["OTEL_LOGS_EXPORTER"] == "none"
+
+
+def test_the_component_changes_nothing_else(with_operator: list[Manifest]) -> None:
+    base = kustomize(ROOT / "config")
+    assert not [m for m in base if m["kind"] == "Instrumentation"], "config/ alone must stay operator-free"
+    added = [_without_additions(m) for m in with_operator if m["kind"] != "Instrumentation"]
+    key = lambda m: (m["kind"], m["metadata"].get("namespace", ""), m["metadata"]["name"])  # noqa: E731
+    assert sorted(added, key=key) == sorted(base, key=key)
+
+
+def test_make_operator_installs_then_applies_the_component(tmp_path: Path) -> None:
+    out = dry_run("operator")
+    in_order(
+        out,
+        "cert-manager/releases/download/v",
+        "--for=condition=Available deployment --all -n cert-manager",
+        "opentelemetry-operator/releases/download/v",
+        "--for=condition=Available deployment --all -n opentelemetry-operator-system",
+        "../../config/overlays/operator",
+        "apply -k .cluster/operator",
+        "--for=condition=Ready -n default ksvc/first ksvc/second",
+    )

@@ -1,0 +1,302 @@
+"""Checks that one request made one trace through every hop it must pass, in order (`make verify`).
+
+The hops are data: a `Hop` names the service, span kind and span name it expects, and a list of hops is a path
+(`KNATIVE_HOPS` for the cluster, `LOCAL_HOPS` for `make run` / `make up` with our local broker). `check` finds
+the longest chain of spans matching the hops in order, each one under the one before (by parent, or by a span
+link, through any spans in between), and names each hop it cannot place: missing when no span matches it at all,
+chain broken when matching spans exist but none sits under the hop before.
+
+Knative's spans, as matched here: the eventing spans carry the names Knative gives them
+(`broker:<broker>.<namespace>` for the broker ingress, `trigger:<trigger>.<namespace>` for the broker filter),
+the same on OpenCensus (<= 1.18) and OpenTelemetry (>= 1.19), so they match by name from any service. The
+activator and queue-proxy spans are plain HTTP spans whose names vary by version, so they match by service:
+the activator reports as `activator-service` (<= 1.18) or `activator` (>= 1.19); the queue-proxy reports under
+its pod's name (`first-00001-deployment-...`, <= 1.18) or, since 1.19, under the Knative Service's own name,
+the workload's name. Those spans are told from the workload's own by their instrumentation scope (Jaeger's
+`otel.scope.name` tag): Knative's come from Go's otelhttp (`go.opentelemetry.io/...`) or tracers named after
+knative.dev packages, the workloads' from Python ones (`common.server_spans`, `first`...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from first.app import EVENT_TYPE
+from tools.jaeger import fetch_trace
+from tools.spans import Span
+from tools.stack import free_port, wait_healthy
+from tools.trace_tree import render
+
+# The span names Knative (and our local broker) give the Broker and Trigger of config/ (tests/config checks them).
+BROKER_SPAN = r"^broker:default\.default$"
+TRIGGER_SPAN = r"^trigger:first-to-second\.default$"
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One step of a request's path: a span whose service and name match these regular expressions."""
+
+    label: str
+    service: str = ".*"
+    name: str = ".*"
+    kind: str | None = None
+    """SERVER, CLIENT, PRODUCER, CONSUMER or INTERNAL; None accepts any."""
+    scope: str | None = None
+    """A regular expression the span's instrumentation scope must match, when the span has one (spans that
+    arrive as Zipkin, from Knative <= 1.18, have none)."""
+
+    def matches(self, span: Span) -> bool:
+        scope = str(span.attributes.get("otel.scope.name") or span.attributes.get("otel.library.name") or "")
+        return (
+            (self.kind is None or span.kind == self.kind)
+            and re.search(self.service, span.service) is not None
+            and re.search(self.name, span.name) is not None
+            and not (self.scope and scope and re.search(self.scope, scope) is None)
+        )
+
+    def describe(self) -> str:
+        kind = f"{self.kind} " if self.kind else ""
+        scope = f" from a scope matching /{self.scope}/" if self.scope else ""
+        return f"{kind}span of service /{self.service}/ named /{self.name}/{scope}"
+
+
+def _knative_front(service: str) -> tuple[Hop, Hop]:
+    """The activator and the revision pod's queue-proxy, which Knative Serving puts in front of every request."""
+    return (
+        Hop(f"activator in front of {service}", service=r"^activator(-service)?$"),
+        Hop(
+            f"queue-proxy in front of {service}",
+            service=rf"^({service}|{service}-\d+-deployment-.+|queue-proxy)$",
+            # Go instrumentation (otelhttp) or Knative's own tracers: never the workload's Python scopes.
+            scope=r"knative|opentelemetry\.io|otelhttp|queue",
+        ),
+    )
+
+
+SEND = Hop("first sends the event", service="^first$", kind="PRODUCER", name=rf"^send {re.escape(EVENT_TYPE)}$")
+PROCESS = Hop(
+    "second processes the event", service="^second$", kind="CONSUMER", name=rf"^process {re.escape(EVENT_TYPE)}$"
+)
+
+KNATIVE_HOPS: tuple[Hop, ...] = (
+    *_knative_front("first"),
+    SEND,
+    # Any service: the names Knative gives its eventing components changed across versions, the span names did not.
+    Hop("broker ingress accepts it", name=BROKER_SPAN),
+    Hop("broker filter delivers it (Trigger first-to-second)", name=TRIGGER_SPAN),
+    *_knative_front("second"),
+    PROCESS,
+)
+"""first -> Broker -> second on Knative Serving + Eventing (the MT channel-based broker)."""
+
+LOCAL_HOPS: tuple[Hop, ...] = (
+    SEND,
+    Hop("broker ingress accepts it", service="^broker$", kind="INTERNAL", name=BROKER_SPAN),
+    Hop("broker delivers it (Trigger first-to-second)", service="^broker$", kind="INTERNAL", name=TRIGGER_SPAN),
+    PROCESS,
+)
+"""first -> our local broker (python -m broker) -> second: `make run` and `make up`."""
+
+HOP_SETS: dict[str, tuple[Hop, ...]] = {"knative": KNATIVE_HOPS, "local": LOCAL_HOPS}
+
+
+def _ancestors(span: Span, by_id: dict[str, Span]) -> set[str]:
+    """Ids of every span `span` descends from in this trace, through parents and span links."""
+    seen: set[str] = set()
+    todo = [span]
+    while todo:
+        current = todo.pop()
+        for up in ([current.parent_id] if current.parent_id else []) + [sid for _, sid in current.links]:
+            if up in by_id and up not in seen:
+                seen.add(up)
+                todo.append(by_id[up])
+    return seen
+
+
+def _best_chain(spans: Sequence[Span], hops: Sequence[Hop]) -> dict[int, Span]:
+    """Hop index -> span for the longest chain that places hops in order, each span under the previous one.
+
+    A small dynamic programme (a trace has tens of spans): ties go to the chain that starts earliest, so the
+    root-most reading of the trace wins."""
+    by_id = {s.span_id: s for s in spans}
+    ancestors = {s.span_id: _ancestors(s, by_id) for s in spans}
+    ordered = sorted(spans, key=lambda s: (s.start_ns, s.end_ns))
+    # best[(hop, span_id)] = (placed hops, start of the chain's first span, previous (hop, span_id) or None)
+    best: dict[tuple[int, str], tuple[int, int, tuple[int, str] | None]] = {}
+    for i, hop in enumerate(hops):
+        for span in (s for s in ordered if hop.matches(s)):
+            entry: tuple[int, int, tuple[int, str] | None] = (1, span.start_ns, None)
+            for (j, prev_id), (count, first_start, _) in best.items():
+                if j < i and prev_id in ancestors[span.span_id]:
+                    candidate = (count + 1, first_start, (j, prev_id))
+                    if (candidate[0], -candidate[1]) > (entry[0], -entry[1]):
+                        entry = candidate
+            best[(i, span.span_id)] = entry
+    if not best:
+        return {}
+    key: tuple[int, str] | None = max(best, key=lambda k: (best[k][0], -best[k][1], k[0]))
+    chain: dict[int, Span] = {}
+    while key is not None:
+        chain[key[0]] = by_id[key[1]]
+        key = best[key][2]
+    return chain
+
+
+def _break_point(span: Span, by_id: dict[str, Span]) -> str:
+    """Where the parent chain above `span` stops short of the trace's root."""
+    top = span
+    while top.parent_id in by_id:
+        top = by_id[top.parent_id]
+    if top.parent_id is None:
+        return f"its ancestry ends at the root span '{top.name}' of {top.service}"
+    return f"its ancestry stops at '{top.name}' of {top.service}, whose parent {top.parent_id} is not in the trace"
+
+
+def check(spans: Sequence[Span], hops: Sequence[Hop]) -> list[str]:
+    """Problems with `spans` as one trace through `hops`, in order; empty when the trace has the whole path."""
+    if not spans:
+        return ["no spans: the trace backend does not know this trace (yet)"]
+    problems: list[str] = []
+    trace_ids = sorted({s.trace_id for s in spans})
+    if len(trace_ids) > 1:
+        problems.append(f"the spans belong to {len(trace_ids)} traces ({', '.join(trace_ids)}), not one")
+    chain = _best_chain(spans, hops)
+    chained = {s.span_id for s in chain.values()}
+    by_id = {s.span_id: s for s in spans}
+    # (index in problems, the span that is off the chain, labels of later hops cut off along with it)
+    breaks: list[tuple[int, Span, list[str]]] = []
+    for i, hop in enumerate(hops):
+        if i in chain:
+            continue
+        before = next((j for j in range(i - 1, -1, -1) if j in chain), None)
+        after = next((j for j in range(i + 1, len(hops)) if j in chain), None)
+        where = " ".join(
+            part
+            for part in (
+                f"after '{hops[before].label}'" if before is not None else "",
+                f"before '{hops[after].label}'" if after is not None else "",
+            )
+            if part
+        )
+        found = [s for s in spans if hop.matches(s) and s.span_id not in chained]
+        if not found:
+            problems.append(f"missing hop '{hop.label}': no {hop.describe()}" + (f" ({where})" if where else ""))
+            continue
+        # The candidate that comes after the last placed hop, if any: the one a reader would look at.
+        floor = chain[before].start_ns if before is not None else 0
+        span = min(found, key=lambda s: (s.start_ns < floor, s.start_ns))
+        ancestors = _ancestors(span, by_id)
+        owner = next((b for b in breaks if b[1].span_id in ancestors), None)
+        if owner is not None:
+            owner[2].append(hop.label)
+            continue
+        breaks.append((len(problems), span, []))
+        problems.append(
+            f"chain broken at hop '{hop.label}': span '{span.name}' of {span.service} is in the trace but not "
+            f"{where or 'in the chain'}: {_break_point(span, by_id)}"
+        )
+    for index, _, cut in breaks:
+        if cut:
+            problems[index] += f"; cut off with it: {', '.join(repr(label) for label in cut)}"
+    return problems
+
+
+def summary(hops: Sequence[Hop]) -> str:
+    return " -> ".join(hop.label for hop in hops)
+
+
+@contextmanager
+def port_forward(command: str, timeout: float = 30.0) -> Iterator[str]:
+    """Run `command` (with `{port}` replaced by a free local port) and yield the forwarded URL until done."""
+    port = free_port()
+    argv = shlex.split(command.format(port=port))
+    try:
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except OSError as exc:
+        raise RuntimeError(f"cannot run {argv[0]!r} for the port-forward: {exc}") from None
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            wait_healthy(url + "/", timeout, process)
+        except (RuntimeError, TimeoutError) as exc:
+            process.terminate()
+            _, err = process.communicate(timeout=5)
+            raise RuntimeError(f"port-forward failed ({exc}): {err.decode(errors='replace').strip()}") from None
+        yield url
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def wait_for_shape(query_url: str, trace_id: str, hops: Sequence[Hop], timeout: float) -> tuple[list[Span], list[str]]:
+    """Poll Jaeger until the trace has every hop or `timeout` passes (exporters batch their spans for seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        spans = fetch_trace(query_url, trace_id)
+        problems = check(spans, hops)
+        if not problems or time.monotonic() > deadline:
+            return spans, problems
+        time.sleep(1.0)
+
+
+def _trace_id(args: argparse.Namespace) -> str:
+    if args.trace_id:
+        return str(args.trace_id).strip().lower()
+    path = Path(args.trace_id_file)
+    if not path.is_file():
+        raise SystemExit(f"error: no trace id: {path} does not exist (run `make demo` first, or pass --trace-id)")
+    return path.read_text().strip().lower()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--hops", choices=sorted(HOP_SETS), default="knative", help="the path the request took")
+    ids = parser.add_mutually_exclusive_group(required=True)
+    ids.add_argument("--trace-id", help="the 32-hex trace id to check")
+    ids.add_argument("--trace-id-file", help="a file holding the trace id (`make demo` writes one)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--query-url", help="Jaeger's query API, e.g. http://127.0.0.1:16686")
+    source.add_argument("--port-forward", help="a command that forwards Jaeger's query port to {port} on loopback")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for all spans (default 60)")
+    args = parser.parse_args(argv)
+    trace_id = _trace_id(args)
+    if not re.fullmatch(r"[0-9a-f]{32}", trace_id):
+        print(f"error: {trace_id!r} is not a 32-hex trace id", file=sys.stderr)
+        return 2
+    hops = HOP_SETS[args.hops]
+    print(f"checking trace {trace_id}: {summary(hops)}")
+    try:
+        if args.query_url:
+            spans, problems = wait_for_shape(args.query_url, trace_id, hops, args.timeout)
+        else:
+            with port_forward(args.port_forward) as url:
+                spans, problems = wait_for_shape(url, trace_id, hops, args.timeout)
+    except (RuntimeError, httpx.HTTPError) as exc:
+        print(f"error: cannot read the trace from Jaeger: {exc}", file=sys.stderr)
+        return 2
+    print(render(spans))
+    if problems:
+        for problem in problems:
+            print(f"FAIL: {problem}", file=sys.stderr)
+        return 1
+    print(f"OK: all {len(hops)} hops in one trace, in order")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
