@@ -13,7 +13,7 @@ from opentelemetry import trace
 from broker.delivery import Dispatcher
 from broker.settings import Settings
 from common.http_client import new_client
-from common.receiving import Rejected, problem, read_event
+from common.receiving import answer_rejections, problem, read_event
 from common.telemetry import FASTAPI_TELEMETRY, instrument_app, setup_telemetry
 
 SERVICE = "broker"
@@ -56,10 +56,7 @@ def create_app() -> FastAPI:
     async def ingress(namespace: str, name: str, request: Request) -> Response:
         if (namespace, name) not in settings.routing.brokers:
             return problem(404, f"no broker {name!r} in namespace {namespace!r}")
-        try:
-            event = await read_event(request)
-        except Rejected as rejected:
-            return rejected.response
+        event = await read_event(request)
         event = event.with_attribute("knativearrivaltime", _arrival_time())
         triggers = [t for t in settings.routing.for_broker(namespace, name) if t.matches(event)]
         # Backpressure: with the delivery backlog full, accept only as fast as deliveries finish.
@@ -79,5 +76,6 @@ def create_app() -> FastAPI:
             request.app.state.dispatcher.dispatch(event, triggers)
         return Response(status_code=202)
 
+    answer_rejections(app)
     instrument_app(app)
     return app

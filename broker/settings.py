@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from broker.triggers import ConfigError, Routing, load_routing, parse_subscribers
+from common.server import shutdown_timeout
 from common.settings import env_float, env_str, fail_startup
 
 DEFAULT_SUBSCRIBERS = "second=http://127.0.0.1:8081"
@@ -32,5 +33,5 @@ class Settings:
         return cls(
             routing=routing,
             delivery_timeout=env_float("DELIVERY_TIMEOUT", 5.0, minimum=0.01),
-            drain_timeout=env_float("SHUTDOWN_TIMEOUT", 20.0, minimum=0.0),
+            drain_timeout=float(shutdown_timeout()),
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import Request
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
@@ -24,6 +24,16 @@ class Rejected(Exception):
     def __init__(self, response: JSONResponse) -> None:
         super().__init__(response.body)
         self.response = response
+
+
+def answer_rejections(app: FastAPI) -> None:
+    """Answer every `Rejected` with its JSON problem, so request handlers read bodies and events without a
+    try block each."""
+
+    async def answer(request: Request, exc: Exception) -> Response:
+        return exc.response if isinstance(exc, Rejected) else problem(400, str(exc))
+
+    app.add_exception_handler(Rejected, answer)
 
 
 def problem(status: int, message: str) -> JSONResponse:

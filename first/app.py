@@ -20,6 +20,7 @@ from common.headers import format_headers
 from common.http_client import new_client
 from common.ids import current_trace_id, current_traceparent
 from common.messaging import event_attributes
+from common.receiving import answer_rejections, read_body
 from common.telemetry import FASTAPI_TELEMETRY, instrument_app, setup_telemetry
 from first.settings import Settings
 
@@ -76,7 +77,7 @@ def create_app() -> FastAPI:
     async def send(request: Request) -> JSONResponse:
         log.info("%s", format_headers("Request headers:", request.headers.items()))
         trace_id = current_trace_id()
-        data, content_type = _event_data(await request.body(), request.headers.get("content-type"), trace_id)
+        data, content_type = _event_data(await read_body(request), request.headers.get("content-type"), trace_id)
         attributes = {"type": EVENT_TYPE, "source": EVENT_SOURCE, "datacontenttype": content_type}
         try:
             event, headers, body = cloudevent.build(attributes, data, settings.mode)
@@ -109,6 +110,7 @@ def create_app() -> FastAPI:
         log.info("%s", format_headers("Response headers:", response.headers.items()))
         return response
 
+    answer_rejections(app)
     instrument_app(app)
     return app
 

@@ -15,7 +15,7 @@ from common import cloudevent
 from common.event_context import consumer_parent
 from common.ids import current_trace_id
 from common.messaging import event_attributes
-from common.receiving import Rejected, read_event
+from common.receiving import answer_rejections, read_event
 from common.telemetry import FASTAPI_TELEMETRY, instrument_app, setup_telemetry
 from second.dedupe import Redeliveries
 
@@ -46,10 +46,7 @@ def create_app() -> FastAPI:
 
     @app.post("/", status_code=204)
     async def receive(request: Request) -> Response:
-        try:
-            event = await read_event(request)
-        except Rejected as rejected:
-            return rejected.response
+        event = await read_event(request)
         age = redeliveries.age(event)
         if age is not None:
             # At-least-once delivery: answer 2xx so the broker stops, but do not process the event twice.
@@ -77,12 +74,10 @@ def create_app() -> FastAPI:
 
     @app.post("/dead-letter", status_code=204)
     async def dead_letter(request: Request) -> Response:
-        try:
-            event = await read_event(request)
-        except Rejected as rejected:
-            return rejected.response
+        event = await read_event(request)
         log.warning("DEAD LETTER: %s\ntraceid=%s", cloudevent.describe(event), current_trace_id())
         return Response(status_code=204)
 
+    answer_rejections(app)
     instrument_app(app)
     return app

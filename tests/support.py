@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from tools.otlp_receiver import Receiver
 from tools.spans import Span
-from tools.stack import Service, free_port, start_service, wait_healthy
+from tools.stack import Service, free_port, running_all, start_service
 from tools.trace_tree import render
 from tools.trace_wait import is_complete
 
@@ -46,13 +46,8 @@ def running(name: str, env: dict[str, str], log_dir: Path, *, command: list[str]
     """One service as a real process on a free port, healthy on entry, SIGTERMed on exit."""
     port = free_port()
     service = start_service(name, port, env, log_dir / f"{name}-{port}.log", command=command)
-    try:
-        wait_healthy(f"{service.url}/healthz", 20, service.process)
+    with running_all({name: service}):
         yield service
-    finally:
-        if service.process.poll() is None:
-            service.process.terminate()
-        service.process.wait(10)
 
 
 def cloudevent_headers(**overrides: str) -> dict[str, str]:

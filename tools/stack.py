@@ -12,7 +12,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -82,6 +83,40 @@ def start_service(
     return Service(name, port, process, log_path)
 
 
+def wait_all_healthy(services: Iterable[Service], timeout: float = 30.0) -> None:
+    """Wait for each service's `/healthz`; fail naming the one that did not come up, with its log."""
+    for service in services:
+        try:
+            wait_healthy(f"{service.url}/healthz", timeout, service.process)
+        except (TimeoutError, RuntimeError) as exc:
+            raise RuntimeError(f"{service.name} did not start: {exc}\n{service.log()}") from None
+
+
+def stop(service: Service, timeout: float = 15.0) -> int | None:
+    """SIGTERM `service` and wait for it (SIGKILL if it outlives `timeout`); its exit code."""
+    if service.process.poll() is None:
+        service.process.send_signal(signal.SIGTERM)
+    try:
+        return service.process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        service.process.kill()
+        return service.process.wait()
+
+
+@contextmanager
+def running_all(services: dict[str, Service], timeout: float = 30.0) -> Iterator[dict[str, Service]]:
+    """Services already started side by side (each costs seconds of imports): healthy on entry, stopped on exit."""
+    try:
+        wait_all_healthy(services.values(), timeout)
+        yield services
+    finally:
+        for service in services.values():
+            if service.process.poll() is None:
+                service.process.send_signal(signal.SIGTERM)
+        for service in services.values():
+            stop(service)
+
+
 @dataclass
 class Stack:
     """The three services wired together; `ports` maps service name to port."""
@@ -115,12 +150,11 @@ class Stack:
             log_path = self.log_dir / f"{name}.log" if self.log_dir else None
             command = [*self.launcher, sys.executable, "-m", name] if self.launcher else None
             self.services[name] = start_service(name, self.ports[name], env, log_path, command=command)
-        for service in self.services.values():
-            try:
-                wait_healthy(f"{service.url}/healthz", timeout, service.process)
-            except (TimeoutError, RuntimeError) as exc:
-                self.stop()
-                raise RuntimeError(f"{service.name} did not start: {exc}\n{service.log()}") from None
+        try:
+            wait_all_healthy(self.services.values(), timeout)
+        except RuntimeError:
+            self.stop()
+            raise
         return self
 
     def url(self, name: str) -> str:
@@ -128,19 +162,7 @@ class Stack:
 
     def stop(self, timeout: float = 15.0) -> dict[str, int | None]:
         """SIGTERM every service (downstream last, so in-flight deliveries can land); return exit codes."""
-        codes: dict[str, int | None] = {}
-        for name in reversed(SERVICES):
-            service = self.services.get(name)
-            if service is None:
-                continue
-            if service.process.poll() is None:
-                service.process.send_signal(signal.SIGTERM)
-            try:
-                codes[name] = service.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                service.process.kill()
-                codes[name] = service.process.wait()
-        return codes
+        return {name: stop(self.services[name], timeout) for name in reversed(SERVICES) if name in self.services}
 
     def __enter__(self) -> Stack:
         return self.start()

@@ -150,3 +150,11 @@ def test_text_log_lines_in_a_span_carry_its_ids(stack: Stack, receiver: Receiver
     for line in tagged:
         span_id = line.split("span_id=", 1)[1].split(" ", 1)[0]
         assert span_id in span_ids, f"log line names span {span_id}, which is not in the trace: {line}"
+
+
+def test_a_post_body_over_the_limit_gets_413(stack: Stack) -> None:
+    too_big = b"x" * (1024 * 1024 + 1)
+    reply = httpx.post(stack.url("first") + "/", content=too_big, timeout=10)
+    assert reply.status_code == 413
+    assert "MAX_EVENT_BYTES" in reply.json()["error"]
+    assert httpx.get(stack.url("first") + "/healthz").status_code == 200

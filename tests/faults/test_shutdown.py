@@ -8,13 +8,14 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.faults.launch import running_together
 from tests.faults.peers import NEVER, Peer, Script
-from tests.support import cloudevent_headers, poll_until
+from tests.support import cloudevent_headers, poll_until, running
 from tools.otlp_receiver import Receiver
 from tools.stack import Service
 
@@ -124,3 +125,14 @@ def test_broker_logs_a_delivery_it_cannot_finish_before_the_deadline(services: d
     lost = [line for line in broker.log().splitlines() if f"event {event_id}" in line and "LOST" in line]
     assert len(lost) == 1, broker.log()
     assert f"traceid={trace_id}" in lost[0]
+
+
+def test_ctrl_c_by_hand_stops_cleanly_without_a_traceback(tmp_path: Path) -> None:
+    """A workshop attendee runs a service by hand and presses Ctrl-C: a clean stop, status 130, no traceback."""
+    with running("second", {"OTEL_TRACES_EXPORTER": "none"}, tmp_path) as second:
+        second.process.send_signal(signal.SIGINT)
+        code = second.process.wait(15)
+        output = second.log()
+    assert code == 128 + signal.SIGINT, output
+    assert "Traceback" not in output
+    assert "Application shutdown complete" in output

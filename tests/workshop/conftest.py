@@ -16,7 +16,7 @@ import pytest
 from tests.faults.peers import Peer, Script
 from tools import zero_code
 from tools.otlp_receiver import Receiver
-from tools.stack import ROOT, Service, Stack, free_port, start_service, wait_healthy
+from tools.stack import ROOT, Service, Stack, free_port, running_all, start_service
 
 FAST_EXPORT = {"OTEL_BSP_SCHEDULE_DELAY": "50"}
 SINK_PATHS = ("/broken", "/binary", "/structured", "/zero-code")
@@ -84,35 +84,25 @@ def lone(
         "zero-code-second": Spec("second", late_export, zero_code=True),
     }
     log_dir = tmp_path_factory.mktemp("workshop")
-    services: dict[str, Service] = {}
-    try:
-        services["hop"] = start_service(
+    services: dict[str, Service] = {
+        "hop": start_service(
             "untraced-hop",
             ports["hop"],
             {"HOP_TARGET": stack.url("second")},
             log_dir / "hop.log",
             command=[sys.executable, "-m", "tools.untraced_hop"],
         )
-        for name, spec in specs.items():
-            sink_path = f"/{name}"
-            env = {
-                "OTEL_SERVICE_NAME": spec.service,
-                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-                **({"K_SINK": sink.url + sink_path} if sink_path in SINK_PATHS else {}),
-                **spec.env,
-            }
-            command = [*zero_code.LAUNCHER, sys.executable, "-m", spec.service] if spec.zero_code else None
-            port = ports.get(name) or free_port()
-            services[name] = start_service(spec.service, port, env, log_dir / f"{name}.log", command=command)
-        for service in services.values():
-            try:
-                wait_healthy(f"{service.url}/healthz", 30, service.process)
-            except (TimeoutError, RuntimeError) as exc:
-                raise RuntimeError(f"{service.name} did not start: {exc}\n{service.log()}") from None
-        yield services
-    finally:
-        for service in services.values():
-            if service.process.poll() is None:
-                service.process.terminate()
-        for service in services.values():
-            service.process.wait(15)
+    }
+    for name, spec in specs.items():
+        sink_path = f"/{name}"
+        env = {
+            "OTEL_SERVICE_NAME": spec.service,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            **({"K_SINK": sink.url + sink_path} if sink_path in SINK_PATHS else {}),
+            **spec.env,
+        }
+        command = [*zero_code.LAUNCHER, sys.executable, "-m", spec.service] if spec.zero_code else None
+        port = ports.get(name) or free_port()
+        services[name] = start_service(spec.service, port, env, log_dir / f"{name}.log", command=command)
+    with running_all(services) as healthy:
+        yield healthy
