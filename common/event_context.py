@@ -18,22 +18,24 @@ headers and no extension, and the trace breaks in two at the broker.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from starlette.datastructures import Headers
 
 from common.cloudevent import Event
+from common.propagation import HEADERS_GETTER, W3CTraceContext
 
 log = logging.getLogger(__name__)
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
-_W3C = TraceContextTextMapPropagator()
+# The same spec-checked parser as the transport headers get (common.propagation), not the stock one.
+_W3C = W3CTraceContext()
 
 
 def with_trace_extension(event: Event) -> Event:
@@ -76,13 +78,13 @@ def creation_context(event: Event) -> SpanContext | None:
     return found
 
 
-def consumer_parent(event: Event, headers: Mapping[str, str]) -> tuple[otel_context.Context | None, list[Link]]:
+def consumer_parent(event: Event, headers: Headers) -> tuple[otel_context.Context | None, list[Link]]:
     """The parent context (None: the current one) and the links for the CONSUMER span that processes `event`,
     which arrived with the HTTP `headers`."""
     creation = creation_context(event)
     if creation is None:
         return None, []
-    transport = _valid(propagate.extract(headers))
+    transport = _valid(propagate.extract(headers, getter=HEADERS_GETTER))
     ambient = trace.get_current_span().get_span_context()
     if transport is None:
         # The hop before us dropped the headers: continue the producer's trace from the event itself.

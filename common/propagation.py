@@ -294,6 +294,15 @@ def _b3_trace_id(trace_id: int) -> str:
     return format(trace_id, "016x") if trace_id < 2**64 else format(trace_id, "032x")
 
 
+def _b3_out(context: Context | None) -> tuple[str, str, str] | None:
+    """Trace id, span id and sampling state of the current span as B3 writes them; None outside a trace."""
+    span_context = trace.get_current_span(context).get_span_context()
+    if not span_context.is_valid:
+        return None
+    sampled = "1" if span_context.trace_flags.sampled else "0"
+    return _b3_trace_id(span_context.trace_id), format(span_context.span_id, "016x"), sampled
+
+
 class B3Multi(TextMapPropagator):
     """B3: `X-B3-*` headers out. In, both forms: the single `b3` header takes precedence over the `X-B3-*`
     ones; a malformed `b3` is ignored and the `X-B3-*` headers are read instead (as Brave and OpenTelemetry
@@ -321,12 +330,12 @@ class B3Multi(TextMapPropagator):
     def inject(
         self, carrier: CarrierT, context: Context | None = None, setter: Setter[CarrierT] = default_setter
     ) -> None:
-        span_context = trace.get_current_span(context).get_span_context()
-        if not span_context.is_valid:
-            return
-        setter.set(carrier, B3_TRACE_ID, _b3_trace_id(span_context.trace_id))
-        setter.set(carrier, B3_SPAN_ID, format(span_context.span_id, "016x"))
-        setter.set(carrier, B3_SAMPLED, "1" if span_context.trace_flags.sampled else "0")
+        parts = _b3_out(context)
+        if parts is not None:
+            trace_id, span_id, sampled = parts
+            setter.set(carrier, B3_TRACE_ID, trace_id)
+            setter.set(carrier, B3_SPAN_ID, span_id)
+            setter.set(carrier, B3_SAMPLED, sampled)
 
     @property
     def fields(self) -> set[str]:
@@ -339,11 +348,9 @@ class B3Single(B3Multi):
     def inject(
         self, carrier: CarrierT, context: Context | None = None, setter: Setter[CarrierT] = default_setter
     ) -> None:
-        span_context = trace.get_current_span(context).get_span_context()
-        if not span_context.is_valid:
-            return
-        sampled = "1" if span_context.trace_flags.sampled else "0"
-        setter.set(carrier, B3_SINGLE, f"{_b3_trace_id(span_context.trace_id)}-{span_context.span_id:016x}-{sampled}")
+        parts = _b3_out(context)
+        if parts is not None:
+            setter.set(carrier, B3_SINGLE, "-".join(parts))
 
     @property
     def fields(self) -> set[str]:
@@ -352,8 +359,8 @@ class B3Single(B3Multi):
 
 class HeadersGetter(Getter[Headers]):
     """Reads Starlette's `request.headers` with every value of a repeated header: the default getter sees only
-    the first, so two `traceparent` headers would pass for one. (The server spans are fine: the ASGI
-    instrumentation reads the raw header list itself.)"""
+    the first, so two `traceparent` headers would pass for one. (common.server_spans reads the raw ASGI header
+    list itself.)"""
 
     def get(self, carrier: Headers, key: str) -> list[str] | None:
         return carrier.getlist(key) or None

@@ -70,18 +70,23 @@ def final_copy_from(stage_name: str) -> str:
     return copy.destination
 
 
-@pytest.fixture(scope="session")
-def compose_config() -> dict[str, Any]:
-    """docker-compose.yml as Compose v2 itself resolves it (`docker compose config`), with the file's defaults."""
+def resolved_compose(files: str = "docker-compose.yml", **env: str) -> dict[str, Any]:
+    """The Compose file(s) (`COMPOSE_FILE` syntax) as Compose v2 itself resolves them (`docker compose config`)."""
     done = subprocess.run(
         [str(COMPOSE), "config", "--format", "json"],
         cwd=ROOT,
-        env=compose_env(),
+        env={**compose_env(), "COMPOSE_FILE": files, **env},
         check=False,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert done.returncode == 0, f"docker compose config failed:\n{done.stderr}"
+    assert done.returncode == 0, f"docker compose config of {files} failed:\n{done.stderr}"
     config: dict[str, Any] = json.loads(done.stdout)
     return config
+
+
+@pytest.fixture(scope="session")
+def compose_config() -> dict[str, Any]:
+    """docker-compose.yml as Compose v2 itself resolves it, with the file's defaults."""
+    return resolved_compose()

@@ -3,14 +3,12 @@ docker-compose.yml (no engine needed to render)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from typing import Any
 
 import pytest
 
 from tests.containers import dockerfiles
-from tests.containers.conftest import COMPOSE, compose_env
+from tests.containers.conftest import resolved_compose
 from tools import zero_code
 from tools.stack import ROOT
 
@@ -18,19 +16,7 @@ SERVICES = ("first", "broker", "second")
 
 
 def _config(extra: str | None, **env: str) -> dict[str, Any]:
-    files = "docker-compose.yml" + (f":docs/workshop/{extra}" if extra else "")
-    done = subprocess.run(
-        [str(COMPOSE), "config", "--format", "json"],
-        cwd=ROOT,
-        env={**compose_env(), "COMPOSE_FILE": files, **env},
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, f"docker compose config with {extra} failed:\n{done.stderr}"
-    config: dict[str, Any] = json.loads(done.stdout)
-    return config
+    return resolved_compose("docker-compose.yml" + (f":docs/workshop/{extra}" if extra else ""), **env)
 
 
 @pytest.fixture(scope="module")
