@@ -17,7 +17,7 @@ SERVICES := first second broker
 
 help: ## List the targets, one line each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | sort -u | \
-		awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-15s %s\n", $$1, $$2}'
+		awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-19s %s\n", $$1, $$2}'
 
 install: $(INSTALLED) ## Create .venv with the locked, pinned dependencies (requirements/*.txt)
 
