@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -161,29 +162,39 @@ def test_retry_retries_then_gives_up_naming_the_command() -> None:
     assert "gave up after 3 attempts: false" in failed.stderr
 
 
-def test_generated_kustomization_sets_images_stamps_revisions_and_adds_legacy_tracing(tmp_path: Path) -> None:
-    """What `make deploy` applies: config/ with the built images; rendered for real with kubectl kustomize."""
+KUSTOMIZATION_SCRIPT = str(ROOT / "scripts/cluster/kustomization.sh")
+
+
+def _generate(tmp_path: Path, part: str, *args: str, **env: str) -> tuple[str, list[dict[str, Any]]]:
+    """Run kustomization.sh as `make deploy` does, beside a copy of config/; its output and that output rendered
+    for real with kubectl kustomize."""
     shutil.copytree(ROOT / "config", tmp_path / "config")
-    target = tmp_path / ".cluster" / "all"
+    target = tmp_path / ".cluster" / part
     target.mkdir(parents=True)
-    env = {
-        **os.environ,
-        "IMAGE_REPO": "registry.example.com/demo",
-        "IMAGE_TAG": "1.2.3",
-        "JAEGER_VERSION": "2.99.0",
-        "KSVCS": "first second",
-        "LEGACY_TRACING": "yes",
-    }
     generated = subprocess.run(
-        [str(ROOT / "scripts/cluster/kustomization.sh"), "all", "first=sha256:aaa", "second=sha256:bbb"],
-        env=env,
+        [KUSTOMIZATION_SCRIPT, part, *args],
+        env={**os.environ, "KSVCS": "first second", **env},
         capture_output=True,
         text=True,
         timeout=10,
         check=True,
     ).stdout
     (target / "kustomization.yaml").write_text(generated)
-    docs = kustomize(target)
+    return generated, kustomize(target)
+
+
+def test_generated_kustomization_sets_images_stamps_revisions_and_adds_legacy_tracing(tmp_path: Path) -> None:
+    """What `make deploy` applies: config/ with the built images."""
+    _, docs = _generate(
+        tmp_path,
+        "all",
+        "first=sha256:aaa",
+        "second=sha256:bbb",
+        IMAGE_REPO="registry.example.com/demo",
+        IMAGE_TAG="1.2.3",
+        JAEGER_VERSION="2.99.0",
+        LEGACY_TRACING="yes",
+    )
     images = {
         doc["metadata"]["name"]: doc["spec"]["template"]["spec"]["containers"][0]["image"]
         for doc in docs
@@ -204,24 +215,18 @@ def test_generated_kustomization_sets_images_stamps_revisions_and_adds_legacy_tr
 
 
 def test_generated_infra_kustomization_holds_no_workloads(tmp_path: Path) -> None:
-    shutil.copytree(ROOT / "config", tmp_path / "config")
-    target = tmp_path / ".cluster" / "infra"
-    target.mkdir(parents=True)
-    env = {
-        **os.environ,
-        "IMAGE_REPO": "r",
-        "IMAGE_TAG": "t",
-        "JAEGER_VERSION": "2.17.0",
-        "KSVCS": "first second",
-        "LEGACY_TRACING": "",
-    }
-    script = str(ROOT / "scripts/cluster/kustomization.sh")
-    generated = subprocess.run([script, "infra"], env=env, capture_output=True, text=True, timeout=10, check=True)
-    (target / "kustomization.yaml").write_text(generated.stdout)
-    kinds = {doc["kind"] for doc in kustomize(target)}
-    assert kinds == {"Namespace", "ConfigMap", "Deployment", "Service"}
-    assert "Broker" not in yaml.safe_load(generated.stdout)["resources"]
-    wrong = subprocess.run([script, "everything"], env=env, check=False, capture_output=True, text=True, timeout=10)
+    env = {"IMAGE_REPO": "r", "IMAGE_TAG": "t", "JAEGER_VERSION": "2.17.0", "LEGACY_TRACING": ""}
+    generated, docs = _generate(tmp_path, "infra", **env)
+    assert {doc["kind"] for doc in docs} == {"Namespace", "ConfigMap", "Deployment", "Service"}
+    assert "Broker" not in yaml.safe_load(generated)["resources"]
+    wrong = subprocess.run(
+        [KUSTOMIZATION_SCRIPT, "everything"],
+        env={**os.environ, "KSVCS": "first second", **env},
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     assert wrong.returncode == 2 and "part must be all or infra" in wrong.stderr
 
 
