@@ -6,15 +6,18 @@ the longest chain of spans matching the hops in order, each one under the one be
 link, through any spans in between), and names each hop it cannot place: missing when no span matches it at all,
 chain broken when matching spans exist but none sits under the hop before.
 
-Knative's spans, as matched here: the eventing spans carry the names Knative gives them
-(`broker:<broker>.<namespace>` for the broker ingress, `trigger:<trigger>.<namespace>` for the broker filter),
-the same on OpenCensus (<= 1.18) and OpenTelemetry (>= 1.19), so they match by name from any service. The
-activator and queue-proxy spans are plain HTTP spans whose names vary by version, so they match by service:
-the activator reports as `activator-service` (<= 1.18) or `activator` (>= 1.19); the queue-proxy reports under
-its pod's name (`first-00001-deployment-...`, <= 1.18) or, since 1.19, under the Knative Service's own name,
-the workload's name. Those spans are told from the workload's own by their instrumentation scope (Jaeger's
-`otel.scope.name` tag): Knative's come from Go's otelhttp (`go.opentelemetry.io/...`) or tracers named after
-knative.dev packages, the workloads' from Python ones (`common.server_spans`, `first`...).
+Knative's spans, as matched here (the names are Knative's own: tests/fixtures/knative/otel-spans-1.22.json
+records them with the source lines they come from, and tests/tools checks this list against it): the broker
+ingress names its span `broker:<broker>.<namespace>` and the broker filter `trigger:<trigger>.<namespace>`, the
+same on OpenCensus (<= 1.18) and OpenTelemetry (>= 1.19); their services are `broker.ingress` and
+`broker.filter` (>= 1.19) or `broker-ingress.knative-eventing` and `broker-filter.knative-eventing` (<= 1.18).
+The activator reports as `activator` (>= 1.19) or `activator-service` (<= 1.18). The queue-proxy reports under
+the Knative Service's own name since 1.19 (the workload's name too), under its pod's name
+(`first-00001-deployment-...`) before: its spans are told from the workload's by their instrumentation scope
+(Jaeger's `otel.scope.name` tag), Go's otelhttp or `knative.dev/serving/pkg/queue`, never the workloads'
+Python ones (`common.server_spans`, `first`...). Spans that arrive as Zipkin (<= 1.18) carry no scope. Span
+names of the HTTP layers (`handle`, `queue`, `kncloudevents.receive`, ...) are not matched: they are Knative's
+internals, and a hop is found through any spans in between.
 """
 
 from __future__ import annotations
@@ -71,15 +74,18 @@ class Hop:
         return f"{kind}span of service /{self.service}/ named /{self.name}/{scope}"
 
 
+OTELHTTP_SCOPE = "go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
+
 def _knative_front(service: str) -> tuple[Hop, Hop]:
     """The activator and the revision pod's queue-proxy, which Knative Serving puts in front of every request."""
     return (
         Hop(f"activator in front of {service}", service=r"^activator(-service)?$"),
         Hop(
             f"queue-proxy in front of {service}",
-            service=rf"^({service}|{service}-\d+-deployment-.+|queue-proxy)$",
-            # Go instrumentation (otelhttp) or Knative's own tracers: never the workload's Python scopes.
-            scope=r"knative|opentelemetry\.io|otelhttp|queue",
+            service=rf"^({service}|{service}-\d+-deployment-.+)$",
+            # Go's otelhttp or the queue-proxy's own tracer: never the workload's Python scopes.
+            scope=rf"^({re.escape(OTELHTTP_SCOPE)}|knative\.dev/serving/pkg/queue)$",
         ),
     )
 
@@ -92,9 +98,18 @@ PROCESS = Hop(
 KNATIVE_HOPS: tuple[Hop, ...] = (
     *_knative_front("first"),
     SEND,
-    # Any service: the names Knative gives its eventing components changed across versions, the span names did not.
-    Hop("broker ingress accepts it", name=BROKER_SPAN),
-    Hop("broker filter delivers it (Trigger first-to-second)", name=TRIGGER_SPAN),
+    Hop(
+        "broker ingress accepts it",
+        service=r"^(broker\.ingress|broker-ingress\.knative-eventing)$",
+        name=BROKER_SPAN,
+        scope=r"^knative\.dev/pkg/broker/ingress$",
+    ),
+    Hop(
+        "broker filter delivers it (Trigger first-to-second)",
+        service=r"^(broker\.filter|broker-filter\.knative-eventing)$",
+        name=TRIGGER_SPAN,
+        scope=r"^knative\.dev/pkg/broker/filter$",
+    ),
     *_knative_front("second"),
     PROCESS,
 )

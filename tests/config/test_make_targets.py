@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.config.conftest import KUBECTL, ROOT, kustomize
+from tools.stack import free_port
+
+from tests.config.conftest import KUBECTL, ROOT, kustomize, make_value
 
 TARGETS = ("cluster", "images", "deploy", "demo", "traces", "verify", "undeploy", "cluster-delete")
 CONTEXT = "--context kind-knative-tracing"
@@ -47,21 +49,28 @@ def test_help_lists_every_cluster_target() -> None:
 
 def test_cluster_installs_pinned_knative_then_jaeger_and_tracing() -> None:
     out = dry_run("cluster")
-    release = "https://github.com/knative/{}/releases/download/knative-v1.22.0/"
+    serving = f"https://github.com/knative/serving/releases/download/knative-v{make_value('KNATIVE_SERVING_VERSION')}/"
+    eventing = (
+        f"https://github.com/knative/eventing/releases/download/knative-v{make_value('KNATIVE_EVENTING_VERSION')}/"
+    )
+    kourier = (
+        f"https://github.com/knative-extensions/net-kourier/releases/download/knative-v{make_value('KOURIER_VERSION')}/"
+    )
+    node = make_value("KIND_NODE_IMAGE")
     in_order(
         out,
         "scripts/cluster/prereqs.sh docker kind .venv/bin/kubectl",
-        "scripts/cluster/kind-cluster.sh knative-tracing kindest/node:v1.34.0 80 31080",
-        f"{CONTEXT} apply -f {release.format('serving')}serving-crds.yaml",
+        f"scripts/cluster/kind-cluster.sh knative-tracing {node} 80 31080 {make_value('KIND_VERSION')}",
+        f"{CONTEXT} apply -f {serving}serving-crds.yaml",
         "--for=condition=Established crd --all",
-        f"apply -f {release.format('serving')}serving-core.yaml",
-        "https://github.com/knative-extensions/net-kourier/releases/download/knative-v1.22.0/kourier.yaml",
+        f"apply -f {serving}serving-core.yaml",
+        f"{kourier}kourier.yaml",
         '"ingress-class":"kourier.ingress.networking.knative.dev"',
         '"127.0.0.1.sslip.io":""',
         '"nodePort":31080',
         "--for=condition=Available deployment --all -n knative-serving",
         "--for=condition=Available deployment --all -n kourier-system",
-        f"apply -f {release.format('eventing')}eventing-crds.yaml",
+        f"apply -f {eventing}eventing-crds.yaml",
         "eventing-core.yaml",
         "in-memory-channel.yaml",
         "mt-channel-broker.yaml",
@@ -76,10 +85,35 @@ def test_cluster_installs_pinned_knative_then_jaeger_and_tracing() -> None:
     assert "LEGACY_TRACING= " in out
 
 
-def test_cluster_on_knative_1_18_adds_the_legacy_tracing_overlay() -> None:
-    out = dry_run("cluster", "KNATIVE_VERSION=1.18.2")
+# Knative >= 1.19 builds its tracer providers at start only: these read config-observability once, so
+# `make cluster` restarts them after applying it (the audit's finding 1; sources in mk/cluster.mk).
+STARTUP_READERS = (
+    "-n knative-serving deployment/activator",
+    "-n knative-eventing deployment/mt-broker-ingress",
+    "-n knative-eventing deployment/mt-broker-filter",
+    "-n knative-eventing deployment/imc-dispatcher",
+)
+
+
+def test_cluster_restarts_the_startup_readers_after_the_tracing_config_and_waits() -> None:
+    out = dry_run("cluster")
+    applied = out.index(f"{CONTEXT} apply -k .cluster/infra")
+    restarts = [line for line in out.splitlines() if " rollout restart " in line]
+    assert sorted(line.split(" rollout restart ")[1] for line in restarts) == sorted(STARTUP_READERS)
+    for component in STARTUP_READERS:
+        restart = out.index(f"{CONTEXT} rollout restart {component}")
+        status = out.index(f"{CONTEXT} rollout status --timeout=300s {component}")
+        assert applied < restart < status, f"{component}: restart after the tracing config, then wait"
+
+
+def test_cluster_on_knative_1_18_adds_the_legacy_tracing_overlay_and_restarts_nothing() -> None:
+    out = dry_run("cluster", "KNATIVE_VERSION=1.18")
     assert "knative/serving/releases/download/knative-v1.18.2/serving-core.yaml" in out
+    assert "knative/eventing/releases/download/knative-v1.18.4/eventing-core.yaml" in out
+    assert "net-kourier/releases/download/knative-v1.18.0/kourier.yaml" in out
     assert "LEGACY_TRACING=yes " in out
+    # <= 1.18 re-read config-tracing when it changed (SetupPublishingWithDynamicConfig).
+    assert " rollout " not in out
 
 
 def test_images_builds_every_service_from_the_repo_root() -> None:
@@ -192,7 +226,7 @@ def test_generated_kustomization_sets_images_stamps_revisions_and_adds_legacy_tr
         "second=sha256:bbb",
         IMAGE_REPO="registry.example.com/demo",
         IMAGE_TAG="1.2.3",
-        JAEGER_VERSION="2.99.0",
+        JAEGER_VERSION="2.16.0",
         LEGACY_TRACING="yes",
     )
     images = {
@@ -203,7 +237,7 @@ def test_generated_kustomization_sets_images_stamps_revisions_and_adds_legacy_tr
     assert images == {
         "first": "registry.example.com/demo/first:1.2.3",
         "second": "registry.example.com/demo/second:1.2.3",
-        "jaeger": "jaegertracing/jaeger:2.99.0",
+        "jaeger": "jaegertracing/jaeger:2.16.0",
     }
     stamps = {
         doc["metadata"]["name"]: doc["spec"]["template"]["metadata"]["annotations"]["knative-tracing/image-id"]
@@ -237,8 +271,8 @@ def test_scripts_are_valid_bash() -> None:
         assert os.access(script, os.X_OK), f"{script.name} is not executable"
 
 
-def test_kind_cluster_is_created_once_with_kouriers_port_mapped(tmp_path: Path) -> None:
-    """kind-cluster.sh against a stand-in `kind` (no kind or Docker here) that records what it is asked."""
+def _stand_in_kind(tmp_path: Path, version: str) -> tuple[dict[str, str], Path, Path]:
+    """A stand-in `kind` (no kind or Docker here) of `version` that records what it is asked: env, calls, clusters."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     clusters = tmp_path / "clusters"
@@ -246,18 +280,23 @@ def test_kind_cluster_is_created_once_with_kouriers_port_mapped(tmp_path: Path) 
     calls = tmp_path / "calls"
     (bin_dir / "kind").write_text(
         "#!/usr/bin/env bash\n"
+        f'if [ "$1" = version ]; then echo "kind v{version} go1.25.5 linux/amd64"; exit 0; fi\n'
         f'if [ "$1 $2" = "get clusters" ]; then cat {clusters}; exit 0; fi\n'
         f'echo "$*" >> {calls}; cat > {tmp_path}/config.yaml; echo knative-tracing >> {clusters}\n'
     )
     (bin_dir / "kind").chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}, calls, clusters
+
+
+def test_kind_cluster_is_created_once_with_kouriers_port_mapped(tmp_path: Path) -> None:
+    node, kind = make_value("KIND_NODE_IMAGE"), make_value("KIND_VERSION")
+    env, calls, _ = _stand_in_kind(tmp_path, kind)
     script = str(ROOT / "scripts/cluster/kind-cluster.sh")
-    args = [script, "knative-tracing", "kindest/node:v1.34.0", "8880", "31080"]
+    args = [script, "knative-tracing", node, "8880", "31080", kind]
     first = subprocess.run(args, env=env, capture_output=True, text=True, timeout=10, check=True)
     assert "creating kind cluster 'knative-tracing'" in first.stdout
     assert calls.read_text().split() == [
-        "create", "cluster", "--name", "knative-tracing", "--image", "kindest/node:v1.34.0", "--wait", "120s",
-        "--config", "-",
+        "create", "cluster", "--name", "knative-tracing", "--image", node, "--wait", "120s", "--config", "-",
     ]  # fmt: skip
     config = yaml.safe_load((tmp_path / "config.yaml").read_text())
     (mapping,) = config["nodes"][0]["extraPortMappings"]
@@ -265,3 +304,73 @@ def test_kind_cluster_is_created_once_with_kouriers_port_mapped(tmp_path: Path) 
     second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=10, check=True)
     assert "exists: using it" in second.stdout
     assert len(calls.read_text().splitlines()) == 1, "a second run must not create the cluster again"
+
+
+def test_kind_cluster_refuses_another_kind_release_naming_the_pin(tmp_path: Path) -> None:
+    node, kind = make_value("KIND_NODE_IMAGE"), make_value("KIND_VERSION")
+    env, calls, _ = _stand_in_kind(tmp_path, "0.30.0")
+    script = str(ROOT / "scripts/cluster/kind-cluster.sh")
+    result = subprocess.run(
+        [script, "knative-tracing", node, "8880", "31080", kind], env=env, capture_output=True, text=True, timeout=10
+    )
+    assert result.returncode == 1
+    assert f"kind v0.30.0 found, the demo pins kind v{kind} for {node}" in result.stderr
+    assert "KIND_VERSION=0.30.0 KIND_NODE_IMAGE=" in result.stderr
+    assert not calls.exists(), "no cluster is created with the wrong kind"
+
+
+def _kubeconfig(tmp_path: Path, server: str) -> Path:
+    """A kubeconfig whose context kind-knative-tracing points at `server`."""
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": server}}],
+                "contexts": [{"name": "kind-knative-tracing", "context": {"cluster": "c", "user": "u"}}],
+                "users": [{"name": "u", "user": {"token": "not-a-credential"}}],
+                "current-context": "kind-knative-tracing",
+            }
+        )
+    )
+    return path
+
+
+def _make(target: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Real make, as a user runs it. The timeout only keeps a hang from stalling the suite: before the
+    prerequisite check, `make demo` waited 90 s for a cluster that was not there."""
+    return subprocess.run(
+        ["make", "--no-print-directory", target, *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("target", ["demo", "traces", "verify"])
+def test_cluster_targets_name_a_missing_context_without_waiting(tmp_path: Path, target: str) -> None:
+    result = _make(target, KUBECONFIG=str(tmp_path / "no-such-kubeconfig"))
+    assert result.returncode != 0
+    assert "error: no kubectl context 'kind-knative-tracing'" in result.stderr
+    assert "make cluster" in result.stderr
+    assert "tools.cluster_demo" not in result.stdout and "port-forward" not in result.stdout, "checked before"
+
+
+@pytest.mark.parametrize("target", ["demo", "traces", "verify"])
+def test_cluster_targets_name_a_cluster_that_does_not_answer(tmp_path: Path, target: str) -> None:
+    # A loopback port nothing listens on: the connection is refused at once.
+    kubeconfig = _kubeconfig(tmp_path, f"https://127.0.0.1:{free_port()}")
+    result = _make(target, KUBECONFIG=str(kubeconfig))
+    assert result.returncode != 0
+    assert "error: the cluster behind context 'kind-knative-tracing' does not answer" in result.stderr
+    assert "connection" in result.stderr.lower() and "Docker" in result.stderr
+
+
+def test_cluster_targets_name_a_missing_kubectl(tmp_path: Path) -> None:
+    result = _make("demo", f"KUBECTL_BIN={tmp_path / 'kubectl'}")
+    assert result.returncode != 0
+    assert f"error: kubectl '{tmp_path / 'kubectl'}' not found" in result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from tools.jaeger import spans_from_jaeger
 from tools.otlp_receiver import Receiver
 from tools.spans import Span
 from tools.stack import ROOT, Stack, free_port, wait_healthy
-from tools.verify_trace import KNATIVE_HOPS, LOCAL_HOPS, check, main
+from tools.verify_trace import KNATIVE_HOPS, LOCAL_HOPS, _best_chain, check, main
 
 FIXTURES = ROOT / "tests" / "fixtures" / "jaeger"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -30,11 +31,65 @@ def fixture(name: str) -> list[Span]:
     return spans_from_jaeger(json.loads((FIXTURES / f"{name}.json").read_text()))
 
 
-@pytest.mark.parametrize("name", ["knative-complete", "knative-1.18-complete"])
-def test_a_whole_knative_trace_passes(name: str) -> None:
+@pytest.mark.parametrize(("name", "count"), [("knative-complete", 32), ("knative-1.18-complete", 25)])
+def test_a_whole_knative_trace_passes(name: str, count: int) -> None:
     spans = fixture(name)
-    assert len(spans) == 25
+    assert len(spans) == count
     assert check(spans, KNATIVE_HOPS) == []
+
+
+SOURCE_FACTS = json.loads((ROOT / "tests" / "fixtures" / "knative" / "otel-spans-1.22.json").read_text())
+"""What Knative 1.22 emits on the demo's path, read from its source (each entry cites the line)."""
+WORKLOAD_SCOPES = {"common.server_spans", "common.client_spans", "first", "second"}
+
+
+def _source_fact(span: Span) -> tuple[str, str] | None:
+    """(component, span name pattern) of the recorded fact `span` is, or None when no fact matches it."""
+    scope = span.attributes.get("otel.scope.name")
+    for component in SOURCE_FACTS["components"]:
+        if not re.search(component["service.name"], span.service):
+            continue
+        for fact in component["spans"]:
+            if re.search(fact["name"], span.name) and fact["kind"] == span.kind and fact["scope"] == scope:
+                return component["component"], fact["name"]
+    return None
+
+
+def test_the_knative_fixture_holds_exactly_the_spans_the_1_22_source_names() -> None:
+    knative = [s for s in fixture("knative-complete") if s.attributes.get("otel.scope.name") not in WORKLOAD_SCOPES]
+    unknown = [f"{s.service}: {s.name} ({s.kind})" for s in knative if _source_fact(s) is None]
+    assert not unknown, f"spans no Knative 1.22 source line names: {unknown}"
+    seen = {_source_fact(s) for s in knative}
+    recorded = {(c["component"], f["name"]) for c in SOURCE_FACTS["components"] for f in c["spans"]}
+    assert recorded <= seen, f"recorded spans missing from the fixture: {recorded - seen}"
+
+
+@pytest.mark.parametrize(
+    ("label", "component"),
+    [
+        ("activator in front of first", "activator"),
+        ("queue-proxy in front of first", "queue-proxy"),
+        ("broker ingress accepts it", "broker ingress"),
+        ("broker filter delivers it (Trigger first-to-second)", "broker filter"),
+    ],
+)
+def test_each_knative_hop_is_placed_on_a_span_the_source_names(label: str, component: str) -> None:
+    """Run on the fixture, each Knative hop lands on a span of the component the 1.22 source says emits it."""
+    spans = fixture("knative-complete")
+    index = next(i for i, hop in enumerate(KNATIVE_HOPS) if hop.label == label)
+    placed = _best_chain(spans, KNATIVE_HOPS)[index]
+    fact = _source_fact(placed)
+    assert fact is not None and fact[0] == component, f"{label} placed on {placed.service}: {placed.name}"
+
+
+def test_the_queue_proxy_hop_never_takes_a_workload_span() -> None:
+    hop = next(hop for hop in KNATIVE_HOPS if hop.label == "queue-proxy in front of second")
+    workload = [
+        s
+        for s in fixture("knative-complete")
+        if s.service == "second" and s.attributes.get("otel.scope.name") in WORKLOAD_SCOPES
+    ]
+    assert workload and not [s for s in workload if hop.matches(s)]
 
 
 def test_a_missing_hop_is_named() -> None:
@@ -55,7 +110,11 @@ def test_the_workloads_own_spans_never_stand_in_for_its_queue_proxy() -> None:
 def test_a_broken_chain_names_the_hop_and_where_the_parents_stop() -> None:
     (problem,) = check(fixture("knative-broken-chain"), KNATIVE_HOPS)
     assert problem.startswith("chain broken at hop 'broker filter delivers it (Trigger first-to-second)'")
-    assert "whose parent a00000000000dddd is not in the trace" in problem
+    # The broker filter's first span names the in-memory channel dispatcher's client span as its parent.
+    assert (
+        "its ancestry stops at 'kncloudevents.receive' of broker.filter, whose parent a000000000012221 is not in "
+        "the trace"
+    ) in problem
     # The hops under the break are reported with it, not as separate failures.
     assert "cut off with it: 'activator in front of second', 'queue-proxy in front of second'" in problem
 
@@ -135,7 +194,7 @@ def test_cli_passes_and_prints_the_tree(fake_jaeger: str, jaeger_dir: Path, caps
     _answer_with(jaeger_dir, "knative-complete")
     assert main(["--trace-id", TRACE_ID, "--query-url", fake_jaeger, "--timeout", "0"]) == 0
     out = capsys.readouterr().out
-    assert "broker-ingress: broker:default.default" in out
+    assert "broker.ingress: broker:default.default" in out
     assert "second: process dev.knative.tracing.hello" in out
     assert "OK: all 8 hops in one trace, in order" in out
 
