@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tools.stack import free_port
-
 from tests.config.conftest import KUBECTL, ROOT, kustomize, make_value
+from tools.stack import free_port
 
 TARGETS = ("cluster", "images", "deploy", "demo", "traces", "verify", "undeploy", "cluster-delete")
 CONTEXT = "--context kind-knative-tracing"
@@ -311,7 +310,12 @@ def test_kind_cluster_refuses_another_kind_release_naming_the_pin(tmp_path: Path
     env, calls, _ = _stand_in_kind(tmp_path, "0.30.0")
     script = str(ROOT / "scripts/cluster/kind-cluster.sh")
     result = subprocess.run(
-        [script, "knative-tracing", node, "8880", "31080", kind], env=env, capture_output=True, text=True, timeout=10
+        [script, "knative-tracing", node, "8880", "31080", kind],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=10,
     )
     assert result.returncode == 1
     assert f"kind v0.30.0 found, the demo pins kind v{kind} for {node}" in result.stderr

@@ -3,15 +3,20 @@ component. The annotation must land on both Services and agree with the base it 
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from common.propagation import DEFAULT_PROPAGATORS
-from tests.config.conftest import Manifest, kustomize
+from tests.config.conftest import Manifest, kustomize, make_value
 from tests.config.test_make_targets import dry_run, in_order
+from tests.containers import dockerfiles
 from tools.stack import ROOT
 
 COMPONENT = ROOT / "config" / "overlays" / "operator"
@@ -98,4 +103,57 @@ def test_make_operator_installs_then_applies_the_component(tmp_path: Path) -> No
         "../../config/overlays/operator",
         "apply -k .cluster/operator",
         "--for=condition=Ready -n default ksvc/first ksvc/second",
+    )
+
+
+AUTOINSTRUMENTATION = COMPONENT / "autoinstrumentation-python" / "Dockerfile"
+
+
+def _locked(package: str) -> str:
+    """The version requirements/runtime.txt pins for `package`."""
+    match = re.search(rf"^{re.escape(package)}==(\S+)", (ROOT / "requirements" / "runtime.txt").read_text(), re.M)
+    assert match, f"{package} is not in requirements/runtime.txt"
+    return match.group(1)
+
+
+def test_the_injected_instrumentation_is_the_apps_own_version(with_operator: list[Manifest]) -> None:
+    """The operator puts the injected packages ahead of the image's on PYTHONPATH: they must be the app's."""
+    image = next(m for m in with_operator if m["kind"] == "Instrumentation")["spec"]["python"]["image"]
+    assert image == f"dev.local/knative-tracing/autoinstrumentation-python:{_locked('opentelemetry-instrumentation')}"
+    assert make_value("AUTOINSTRUMENTATION_IMAGE") == image, "make operator builds and loads this very image"
+
+
+def test_the_autoinstrumentation_image_is_built_from_the_apps_lock() -> None:
+    final, *_ = reversed(dockerfiles.stages(AUTOINSTRUMENTATION))
+    deps = dockerfiles.stages(AUTOINSTRUMENTATION)[0]
+    (run,) = deps.all("RUN")
+    assert "--require-hashes --no-deps --only-binary=:all: --target /autoinstrumentation" in run.args
+    assert "-r /tmp/runtime.txt" in run.args
+    assert [c.args for c in deps.all("COPY")] == ["requirements/runtime.txt /tmp/runtime.txt"]
+    # The same Python as the services' images, so the wheels fit the interpreter that imports them.
+    assert deps.base == final.base == dockerfiles.stages(ROOT / "first" / "Dockerfile")[-1].base
+    assert final.user() == "65532:65532"
+    assert [c.args for c in final.all("COPY")] == ["--from=deps /autoinstrumentation /autoinstrumentation"]
+    findings = subprocess.run(
+        [str(Path(sys.executable).parent / "hadolint"), "--format", "json", str(AUTOINSTRUMENTATION)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert json.loads(findings.stdout or "[]") == [], findings.stdout
+
+
+def test_make_operator_builds_loads_and_names_the_autoinstrumentation_image() -> None:
+    out = dry_run("operator")
+    image = make_value("AUTOINSTRUMENTATION_IMAGE")
+    in_order(
+        out,
+        "scripts/cluster/cluster-ready.sh",
+        f"docker build -f config/overlays/operator/autoinstrumentation-python/Dockerfile -t {image} .",
+        f"kind load docker-image {image} --name knative-tracing",
+        "opentelemetry-operator/releases/download/v",
+        '"        path: /spec/python/image"',
+        f'"        value: {image}"',
+        "apply -k .cluster/operator",
     )
