@@ -172,7 +172,7 @@ def _validate(attributes: Mapping[str, Any], lenient: list[str]) -> dict[str, st
     if "dataschema" in checked:
         # sdk-go requires a scheme (an absolute URI), not the RFC 3986 characters.
         problem = _uri_problem(str(checked["dataschema"]), absolute=True)
-        if problem == "it has no scheme" or problem == "it is empty":
+        if problem in {"it has no scheme", "it is empty"}:
             raise EventError(f"attribute 'dataschema' {checked['dataschema']!r} is not an absolute URI: {problem}")
         if problem:
             lenient.append(f"attribute 'dataschema' {checked['dataschema']!r} is not an absolute URI: {problem}")
@@ -445,7 +445,7 @@ def _encode_text(value: str, charset: str, lenient: list[str]) -> bytes:
         return value.encode(codecs.lookup(charset).name)
     except LookupError:
         # Unknown, or a codec that is not a text encoding (rot13, base64): str.encode refuses those too.
-        lenient.append(f"datacontenttype names charset {charset!r}, which is not a known text encoding; data kept as UTF-8")
+        lenient.append(f"datacontenttype names charset {charset!r}, not a known text encoding; data kept as UTF-8")
     except UnicodeError:
         # Any encoding failure, including codecs such as idna and undefined that raise the base class.
         lenient.append(f"'data' cannot be encoded in charset {charset!r}; data kept as UTF-8")
@@ -559,8 +559,8 @@ def describe(event: Event) -> Block:
     if extensions:
         lines.append("Extensions,")
         for name in extensions:
-            shown = escape(canonical(event.attributes[name])) if name in SHOWN_EXTENSIONS else MASK
-            lines.append(f"  {escape(name, 256)}: {shown}")
+            value = escape(canonical(event.attributes[name])) if name in SHOWN_EXTENSIONS else MASK
+            lines.append(f"  {escape(name, 256)}: {value}")
     if event.data:
         lines.append("Data,")
         shown = event.data[:_DESCRIBE_LIMIT]

@@ -241,13 +241,12 @@ def _span_id(text: str) -> int | None:
 def parse_b3_single(value: str) -> B3 | None:
     """`b3: {TraceId}-{SpanId}[-{SamplingState}[-{ParentSpanId}]]` or a bare sampling state; None if malformed."""
     value = value.strip(_OWS)
-    if len(value) > _B3_SINGLE_MAX:
-        return None
-    fields = value.split("-")
+    # Too long to be valid: not split at all (no fields), so malformed.
+    fields = value.split("-", 4) if len(value) <= _B3_SINGLE_MAX else []
     if len(fields) == 1:
         sampling = _SINGLE_SAMPLING.get(fields[0])
         return None if sampling is None else B3(None, None, sampling)
-    if len(fields) > 4:
+    if not 2 <= len(fields) <= 4:
         return None
     trace_id, span_id = _trace_id(fields[0]), _span_id(fields[1])
     if trace_id is None or span_id is None:
@@ -262,7 +261,7 @@ def parse_b3_single(value: str) -> B3 | None:
     return B3(trace_id, span_id, sampling)
 
 
-def parse_b3_multi(headers: dict[str, str]) -> B3 | None:
+def parse_b3_multi(headers: dict[str, str]) -> B3 | None:  # noqa: PLR0911 - one return per malformation
     """The `X-B3-*` headers (lower-case names -> first value); None if absent or malformed."""
     if any(len(value) > _B3_FIELD_MAX for value in headers.values()):
         return None

@@ -476,7 +476,12 @@ def test_formats_not_understood_get_415(content_type: str, problem: str) -> None
 
 
 def test_describe_lists_attributes_extensions_and_data() -> None:
-    attributes = {"flag": True, "sequence": 3, "authtoken": "s3cret", "datacontenttype": "text/plain"}
+    attributes: dict[str, str | int | bool] = {
+        "flag": True,
+        "sequence": 3,
+        "authtoken": "s3cret",
+        "datacontenttype": "text/plain",
+    }
     event = Event({**REQUIRED, **attributes}, b"hello")
     text = describe(event)
     assert text.splitlines()[0] == "Event received: Context Attributes,"
