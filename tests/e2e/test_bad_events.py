@@ -47,7 +47,6 @@ REJECTIONS: list[tuple[str, dict[str, str] | list[tuple[str, str]], bytes, int, 
     ("empty id", cloudevent_headers(**{"ce-id": ""}), b"x", 400, "'id' is empty"),
     ("specversion 0.3", cloudevent_headers(**{"ce-specversion": "0.3"}), b"x", 400, "specversion '0.3'"),
     ("bad time", cloudevent_headers(**{"ce-time": "yesterday"}), b"x", 400, "'time' 'yesterday'"),
-    ("source not a URI", cloudevent_headers(**{"ce-source": "a%20b"}), b"x", 400, "'source' 'a b'"),
     ("overlong UTF-8", cloudevent_headers(**{"ce-subject": "%C0%A0"}), b"x", 400, "'ce-subject' is not valid UTF-8"),
     (
         "repeated attribute",
