@@ -79,6 +79,8 @@ class Dispatcher:
             return
         log.info("waiting up to %.0fs for %d deliveries under way", timeout, len(self._tasks))
         _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+        if not pending:
+            return
         cut_short = [self._tasks[task] for task in pending]
         for task in pending:
             task.cancel()

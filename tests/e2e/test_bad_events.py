@@ -138,7 +138,7 @@ def test_exotic_valid_event_goes_through_the_broker_to_second(stack: Stack) -> N
     block = log[log.index(f"  id: {event_id}") - 600 : log.index(f"processed event {event_id},")]
     assert "  source: urn:example:caf%C3%A9" in block
     assert "  subject: quoted, with spaces €" in block
-    assert "  averylongextensionnamebeyondtwenty: 😀" in block
+    assert "  averylongextensionnamebeyondtwenty: ***" in block  # extensions not known to be safe: masked
     assert "  datacontenttype: application/vnd.example.binary" in block
     assert "(base64) AAEgYmluYXJ5IP8=" in block  # data that is not text is logged as base64, not mangled
 
