@@ -32,13 +32,14 @@ def create_app() -> FastAPI:
     telemetry = setup_telemetry(SERVICE)
     for t in settings.routing.triggers:
         log.info("trigger %s: broker %s, filter %s -> %s", t.name, t.broker, dict(t.filter), t.subscriber)
+    log.info("events this broker gives up on are kept in %s (DEAD_LETTER_FILE)", settings.dead_letters.path)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         destinations = [t.subscriber for t in settings.routing.triggers]
         destinations += [t.delivery.dead_letter_sink or "" for t in settings.routing.triggers]
         async with new_client(destinations, settings.delivery_timeout) as client:
-            app.state.dispatcher = Dispatcher(client)
+            app.state.dispatcher = Dispatcher(client, settings.dead_letters)
             yield
             await app.state.dispatcher.drain(settings.drain_timeout)
         telemetry.shutdown()

@@ -1,7 +1,10 @@
 """Delivery from the broker to Trigger subscribers: retries with backoff, then the dead-letter sink.
 
-Every event the ingress accepted (202) ends in exactly one outcome log line: delivered, dead-lettered, or
-lost (no dead-letter sink, or the sink failed too), each with the event id and trace id.
+Every event the ingress accepted (202) ends in exactly one outcome log line, with the event id and trace id:
+`delivered to <subscriber>`, `dead-lettered to <sink>` (the Trigger's deadLetterSink), `dead-lettered to file
+<path>` (the dead-letter file, broker/dead_letters.py: when the Trigger names the `dead-letter` component, has
+no sink, its sink failed too, the delivery was still under way at shutdown, or it failed unexpectedly), or
+`LOST` only when even the file could not be written.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
+from broker.dead_letters import DeadLetterFile
 from broker.triggers import Trigger
 from common import client_spans, cloudevent
 from common.ids import current_trace_id
@@ -42,10 +46,12 @@ def _retryable(status: int) -> bool:
 class Dispatcher:
     """Runs deliveries in the background and remembers them, so shutdown can wait for them to finish."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, dead_letters: DeadLetterFile) -> None:
         self._client = client
+        self._dead_letters = dead_letters
         self._post_slots = asyncio.Semaphore(MAX_POSTS_IN_FLIGHT)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], tuple[Trigger, cloudevent.Event, str | None]] = {}
+        """Deliveries under way, with what shutdown needs to keep the ones it must cut short."""
         self._backlog = asyncio.Semaphore(MAX_PENDING_DELIVERIES)
         """One unit per delivery accepted and not yet finished; `room_for` takes them, `_finished` gives back."""
 
@@ -57,28 +63,31 @@ class Dispatcher:
     def dispatch(self, event: cloudevent.Event, triggers: list[Trigger]) -> None:
         """Start delivering `event` to each of `triggers`, for which `room_for(len(triggers))` made room."""
         parent = otel_context.get_current()
+        trace_id = current_trace_id()
         for trigger in triggers:
-            # The name carries what a log line about this delivery needs when it ends abnormally.
-            name = f"event {event.id} to {trigger.subscriber} ({trigger.name}), traceid={current_trace_id()}"
-            task = asyncio.create_task(self._deliver(trigger, event, parent), name=name)
-            self._tasks.add(task)
+            task = asyncio.create_task(self._deliver(trigger, event, parent))
+            self._tasks[task] = (trigger, event, trace_id)
             task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
+        self._tasks.pop(task, None)
         self._backlog.release()
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s LOST: delivery failed unexpectedly", task.get_name(), exc_info=task.exception())
 
     async def drain(self, timeout: float) -> None:
-        """Wait for deliveries under way (SIGTERM); log each one that cannot finish in time."""
+        """Wait for deliveries under way (SIGTERM); keep each one that cannot finish in time in the file."""
         if not self._tasks:
             return
         log.info("waiting up to %.0fs for %d deliveries under way", timeout, len(self._tasks))
         _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+        if not pending:
+            return
+        cut_short = [self._tasks[task] for task in pending]
         for task in pending:
-            log.error("%s LOST: delivery still under way at shutdown was cancelled", task.get_name())
             task.cancel()
+        await asyncio.wait(pending)
+        for trigger, event, trace_id in cut_short:
+            reason = f"delivery to {trigger.subscriber} still under way at shutdown (SHUTDOWN_TIMEOUT)"
+            await self._to_file(trigger, event, reason, trace_id)
 
     async def _deliver(self, trigger: Trigger, event: cloudevent.Event, parent: otel_context.Context) -> None:
         attributes = {
@@ -89,56 +98,71 @@ class Dispatcher:
             "cloudevents.event_source": event.source,
         }
         with tracer.start_as_current_span(trigger.span_name, context=parent, attributes=attributes) as span:
-            attempts = 1 + trigger.delivery.retry
-            for attempt in range(1, attempts + 1):
-                if attempt > 1:
-                    await asyncio.sleep(trigger.delivery.delay_before(attempt - 1))
-                problem, retry = await self._post(trigger.subscriber, event, trigger)
-                if problem is None:
-                    log.info(
-                        "event %s delivered to %s (%s), traceid=%s",
-                        event.id,
-                        trigger.subscriber,
-                        trigger.name,
-                        current_trace_id(),
-                    )
-                    return
-                log.warning(
-                    "event %s delivery attempt %d/%d to %s failed: %s, traceid=%s",
+            try:
+                await self._attempts(trigger, event, span)
+            except Exception as exc:
+                # A bug here must not lose the event: keep it, and say what happened.
+                log.exception("event %s: delivery failed unexpectedly", event.id)
+                await self._to_file(trigger, event, f"delivery failed unexpectedly: {exc!r}", current_trace_id())
+
+    async def _attempts(self, trigger: Trigger, event: cloudevent.Event, span: trace.Span) -> None:
+        """Post with the Trigger's retries and backoff; then the dead-letter sink."""
+        attempts = 1 + trigger.delivery.retry
+        for attempt in range(1, attempts + 1):
+            if attempt > 1:
+                await asyncio.sleep(trigger.delivery.delay_before(attempt - 1))
+            problem, retry = await self._post(trigger.subscriber, event, trigger)
+            if problem is None:
+                log.info(
+                    "event %s delivered to %s (%s), traceid=%s",
                     event.id,
-                    attempt,
-                    attempts,
                     trigger.subscriber,
-                    problem,
+                    trigger.name,
                     current_trace_id(),
                 )
-                if not retry:
-                    break
-            span.set_status(Status(StatusCode.ERROR, f"not delivered to {trigger.subscriber}"))
-            await self._dead_letter(trigger, event)
-
-    async def _dead_letter(self, trigger: Trigger, event: cloudevent.Event) -> None:
-        sink = trigger.delivery.dead_letter_sink
-        if sink is None:
-            log.error(
-                "event %s LOST: not delivered to %s and trigger %s has no deadLetterSink, traceid=%s",
+                return
+            log.warning(
+                "event %s delivery attempt %d/%d to %s failed: %s, traceid=%s",
                 event.id,
+                attempt,
+                attempts,
                 trigger.subscriber,
-                trigger.name,
+                problem,
                 current_trace_id(),
             )
+            if not retry:
+                break
+        span.set_status(Status(StatusCode.ERROR, f"not delivered to {trigger.subscriber}"))
+        await self._dead_letter(trigger, event, f"not delivered to {trigger.subscriber}: {problem}")
+
+    async def _dead_letter(self, trigger: Trigger, event: cloudevent.Event, reason: str) -> None:
+        sink = trigger.delivery.dead_letter_sink
+        if sink is None:
+            await self._to_file(trigger, event, reason, current_trace_id())
             return
         problem, _ = await self._post(sink, event, trigger)
         if problem is None:
             log.warning("event %s dead-lettered to %s, traceid=%s", event.id, sink, current_trace_id())
-        else:
+            return
+        reason = f"{reason}; dead-letter sink {sink} failed too: {problem}"
+        await self._to_file(trigger, event, reason, current_trace_id())
+
+    async def _to_file(self, trigger: Trigger, event: cloudevent.Event, reason: str, trace_id: str | None) -> None:
+        """Keep `event` in the dead-letter file; LOST only when even that fails."""
+        path = self._dead_letters.path
+        try:
+            await self._dead_letters.keep(event, reason, trigger.name, trigger.subscriber, trace_id)
+        except (OSError, ValueError) as exc:
             log.error(
-                "event %s LOST: dead-letter sink %s failed too: %s, traceid=%s",
+                "event %s LOST: %s, and the dead-letter file %s could not be written: %s, traceid=%s",
                 event.id,
-                sink,
-                problem,
-                current_trace_id(),
+                reason,
+                path,
+                exc,
+                trace_id,
             )
+            return
+        log.warning("event %s dead-lettered to file %s (%s), traceid=%s", event.id, path, reason, trace_id)
 
     async def _post(self, url: str, event: cloudevent.Event, trigger: Trigger) -> tuple[str | None, bool]:
         """POST `event` in binary mode, as Knative's broker filter does: (problem or None, worth retrying)."""
@@ -149,7 +173,8 @@ class Dispatcher:
                 reply = await client_spans.post(self._client, url, headers, body, trigger.delivery.timeout or None)
         except httpx.TimeoutException:
             return "timed out", True
-        except httpx.HTTPError as exc:
+        except Exception as exc:
+            # httpx.HTTPError mostly; whatever else a broken connection raises is the same failure: retried.
             return f"{type(exc).__name__}: {exc}", True
         if reply.status_code < 300:
             return None, False

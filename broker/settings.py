@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from broker.dead_letters import DeadLetterFile
 from broker.triggers import ConfigError, Routing, load_routing, parse_subscribers
 from common.server import shutdown_timeout
 from common.settings import env_float, env_str, fail_startup
@@ -19,6 +20,8 @@ class Settings:
     """Per-attempt timeout when a Trigger sets no `delivery.timeout`."""
     drain_timeout: float
     """How long shutdown waits for deliveries under way."""
+    dead_letters: DeadLetterFile
+    """Where every event the broker gives up on is kept (DEAD_LETTER_FILE)."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -34,4 +37,5 @@ class Settings:
             routing=routing,
             delivery_timeout=env_float("DELIVERY_TIMEOUT", 5.0, minimum=0.01),
             drain_timeout=float(shutdown_timeout()),
+            dead_letters=DeadLetterFile.from_env(),
         )

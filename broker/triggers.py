@@ -18,6 +18,12 @@ _ISO_DURATION = re.compile(
 )
 
 
+DEAD_LETTER_SERVICE = "dead-letter"
+"""The Knative Service the Trigger's deadLetterSink names (config/dead-letter.yaml). Locally, unless
+BROKER_SUBSCRIBERS maps it to a URL, the broker's dead-letter file plays it (broker/dead_letters.py), as the
+broker plays Knative's."""
+
+
 class ConfigError(Exception):
     """The manifests or the subscriber map cannot drive the broker; the message names the file and field."""
 
@@ -44,6 +50,7 @@ class Delivery:
     backoff_policy: str = "exponential"
     backoff_delay: float = 0.0
     dead_letter_sink: str | None = None
+    """The URL to post an undeliverable event to first; None: straight to the dead-letter file."""
     timeout: float | None = None
 
     def delay_before(self, retry_number: int) -> float:
@@ -128,6 +135,9 @@ def _delivery(file: Path, name: str, spec: Any, subscribers: Mapping[str, str]) 
     if policy not in ("exponential", "linear"):
         raise ConfigError(f"{file}: trigger {name}: backoffPolicy must be exponential or linear")
     dls = spec.get("deadLetterSink")
+    named = (dls.get("ref") or {}).get("name") if isinstance(dls, dict) else None
+    if named == DEAD_LETTER_SERVICE and DEAD_LETTER_SERVICE not in subscribers:
+        dls = None  # the local dead-letter file stands in for the component
     timeout = spec.get("timeout")
     return Delivery(
         retry=retry,

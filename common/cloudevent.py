@@ -15,11 +15,13 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final, NoReturn
 from urllib.parse import quote, unquote_to_bytes
 
-from cloudevents.core.bindings.http import to_binary_event, to_structured_event
 from cloudevents.core.v1.event import CloudEvent
+
+from common.logs import MASK, Block, escape
 
 SPECVERSION: Final = "1.0"
 STRUCTURED_JSON: Final = "application/cloudevents+json"
@@ -87,6 +89,8 @@ class Event:
     attributes: dict[str, str | int | bool]
     data: bytes = b""
     mode: str = "binary"
+    lenient: tuple[str, ...] = ()
+    """What was accepted although the spec says otherwise (Postel: Knative's broker accepts it too); logged."""
 
     @property
     def id(self) -> str:
@@ -106,7 +110,7 @@ class Event:
         return None if value is None else str(value)
 
     def with_attribute(self, name: str, value: str) -> Event:
-        return Event({**self.attributes, name: value}, self.data, self.mode)
+        return Event({**self.attributes, name: value}, self.data, self.mode, self.lenient)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -149,7 +153,9 @@ def _json_type(value: object) -> str:
     return names.get(type(value), "a boolean" if isinstance(value, bool) else type(value).__name__)
 
 
-def _validate(attributes: Mapping[str, Any]) -> dict[str, str | int | bool]:
+def _validate(attributes: Mapping[str, Any], lenient: list[str]) -> dict[str, str | int | bool]:
+    """The attributes, checked; what Knative's broker (CloudEvents sdk-go) would accept although the spec does
+    not is accepted too, and said in `lenient`: refusing it here would only send it to the dead-letter sink."""
     checked = {name: _check_attribute(name, value) for name, value in attributes.items()}
     # specversion first: an event of another version is judged by other rules, so say that before anything.
     for name in ("specversion", "id", "source", "type"):
@@ -159,13 +165,17 @@ def _validate(attributes: Mapping[str, Any]) -> dict[str, str | int | bool]:
             raise EventError(f"required attribute {name!r} is empty")
         if name == "specversion" and checked[name] != SPECVERSION:
             raise EventError(f"specversion {checked[name]!r} is not supported; this receiver speaks 1.0")
+    # sdk-go reads `source` with Go's url.Parse, which takes nearly any string: only an empty one is refused.
     problem = _uri_problem(str(checked["source"]), absolute=False)
     if problem:
-        raise EventError(f"attribute 'source' {checked['source']!r} is not a URI-reference: {problem}")
+        lenient.append(f"attribute 'source' {checked['source']!r} is not a URI-reference: {problem}")
     if "dataschema" in checked:
+        # sdk-go requires a scheme (an absolute URI), not the RFC 3986 characters.
         problem = _uri_problem(str(checked["dataschema"]), absolute=True)
-        if problem:
+        if problem in {"it has no scheme", "it is empty"}:
             raise EventError(f"attribute 'dataschema' {checked['dataschema']!r} is not an absolute URI: {problem}")
+        if problem:
+            lenient.append(f"attribute 'dataschema' {checked['dataschema']!r} is not an absolute URI: {problem}")
     if "time" in checked:
         problem = _time_problem(str(checked["time"]))
         if problem:
@@ -272,7 +282,8 @@ def _parse_binary(items: list[tuple[str, str]], content_type: str, body: bytes) 
         raise EventError("binary mode carries datacontenttype as Content-Type; do not send ce-datacontenttype")
     if content_type:
         attributes["datacontenttype"] = content_type
-    return Event(_validate(attributes), body, "binary")
+    lenient: list[str] = []
+    return Event(_validate(attributes, lenient), body, "binary", tuple(lenient))
 
 
 def header_value(name: str, raw: str) -> str:
@@ -328,11 +339,12 @@ def _parse_structured(body: bytes) -> Event:
     data_member = members.pop("data", None)
     encoded = members.pop("data_base64", (None, ""))[0]
     # The JSON format: an attribute set to null is the same as one left out.
-    attributes = _validate({name: value for name, (value, _) in members.items() if value is not None})
+    lenient: list[str] = []
+    attributes = _validate({name: value for name, (value, _) in members.items() if value is not None}, lenient)
     if encoded is not None:
-        return Event(attributes, _base64(encoded), "structured")
+        return Event(attributes, _base64(encoded), "structured", tuple(lenient))
     if data_member is None:
-        return Event(attributes, b"", "structured")
+        return Event(attributes, b"", "structured", tuple(lenient))
     value, raw = data_member
     if "datacontenttype" not in attributes:
         # No datacontenttype means application/json in this format; name it so binary mode keeps the meaning.
@@ -340,15 +352,16 @@ def _parse_structured(body: bytes) -> Event:
     media, params = _split_media(str(attributes["datacontenttype"]))
     if is_json(media):
         # The member's own JSON text, byte for byte: data is opaque and is forwarded as the sender wrote it.
-        return Event(attributes, raw.encode("utf-8"), "structured")
+        return Event(attributes, raw.encode("utf-8"), "structured", tuple(lenient))
     if value is None:
-        return Event(attributes, b"", "structured")  # some senders write an absent payload as null
+        return Event(attributes, b"", "structured", tuple(lenient))  # some senders write an absent payload as null
     if not isinstance(value, str):
         raise EventError(
             f"'data' must be a string when datacontenttype {media!r} is not JSON, got {_json_type(value)}; "
             "send bytes as 'data_base64'"
         )
-    return Event(attributes, _encode_text(value, params.get("charset", "utf-8")), "structured")
+    data = _encode_text(value, params.get("charset", "utf-8"), lenient)
+    return Event(attributes, data, "structured", tuple(lenient))
 
 
 def _json_members(text: str) -> dict[str, tuple[Any, str]]:
@@ -425,13 +438,18 @@ def _base64(encoded: object) -> bytes:
         raise EventError("'data_base64' is not valid base64 (RFC 4648, with padding, no line breaks)") from None
 
 
-def _encode_text(value: str, charset: str) -> bytes:
+def _encode_text(value: str, charset: str, lenient: list[str]) -> bytes:
+    """The text `value` in `charset`; in UTF-8 when that cannot be done, as sdk-go always does (it ignores the
+    charset), rather than refuse an event Knative delivers."""
     try:
         return value.encode(codecs.lookup(charset).name)
     except LookupError:
-        raise EventError(f"datacontenttype names charset {charset!r}, which is unknown") from None
-    except UnicodeEncodeError:
-        raise EventError(f"'data' cannot be encoded in charset {charset!r}") from None
+        # Unknown, or a codec that is not a text encoding (rot13, base64): str.encode refuses those too.
+        lenient.append(f"datacontenttype names charset {charset!r}, not a known text encoding; data kept as UTF-8")
+    except UnicodeError:
+        # Any encoding failure, including codecs such as idna and undefined that raise the base class.
+        lenient.append(f"'data' cannot be encoded in charset {charset!r}; data kept as UTF-8")
+    return value.encode("utf-8", "surrogatepass")
 
 
 def is_json(media: str) -> bool:
@@ -502,39 +520,55 @@ def _is_json_text(text: str) -> bool:
     return True
 
 
-def build(attributes: dict[str, Any], data: Any, mode: str) -> tuple[Event, dict[str, str], bytes]:
-    """Build a CloudEvent 1.0 with the SDK (it fills id, time and specversion) and encode it in `mode`.
+def build(attributes: dict[str, Any], data: bytes, mode: str) -> tuple[Event, dict[str, str], bytes]:
+    """A CloudEvent 1.0 whose data is `data`, byte for byte, and its HTTP message in `mode`.
 
-    The encoded message is read back through `parse`, so what first sends passes the same checks as what
-    second receives.
+    The SDK fills id, time and specversion; the data never goes through it (it would decode JSON and encode it
+    again, changing numbers such as 1e400 and losing repeated keys). The attributes pass the same checks as
+    what second receives.
     """
-    sdk_event = CloudEvent(attributes=attributes, data=data)
-    media = _split_media(str(attributes.get("datacontenttype", "")))[0]
-    structured = mode == "structured" or media.startswith("application/cloudevents")  # as in to_http
-    message = to_structured_event(sdk_event) if structured else to_binary_event(sdk_event)
-    headers = {name.lower(): value for name, value in message.headers.items()}
-    return parse(headers, message.body), headers, message.body
+    filled = {
+        name: value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
+        for name, value in CloudEvent(attributes=attributes).get_attributes().items()
+        if value is not None
+    }
+    event = Event(_validate(filled, []), data, mode)
+    headers, body = to_http(event, mode)
+    if "ce-id" not in headers:  # to_http chose structured mode (data that is itself a CloudEvent)
+        event = Event(event.attributes, data, "structured")
+    return event, headers, body
 
 
-def describe(event: Event) -> str:
-    """The article's log block: "Event received: Context Attributes, ..." then extensions, then data."""
+SHOWN_EXTENSIONS: Final = frozenset(
+    {"traceparent", "tracestate", "knativearrivaltime", "partitionkey", "sequence", "sequencetype", "dataref"}
+)
+"""Extensions whose values are logged: the spec's documented ones that carry no secret (distributed tracing,
+partitioning, sequence, dataref) and Knative's arrival time. Any other extension may hold a credential (an
+`authtoken`), so only its name is logged."""
+
+
+def describe(event: Event) -> Block:
+    """The article's log block: "Event received: Context Attributes, ..." then extensions, then data. Every
+    value is escaped and cut (common.logs), extension values not known to be safe are masked."""
     lines = ["Event received: Context Attributes,"]
     standard = (*REQUIRED, *OPTIONAL)
     for name in ("specversion", "type", "source", "subject", "id", "time", "dataschema", "datacontenttype"):
         if name in event.attributes:
-            lines.append(f"  {name}: {canonical(event.attributes[name])}")
+            lines.append(f"  {name}: {escape(canonical(event.attributes[name]))}")
     extensions = sorted(name for name in event.attributes if name not in standard)
     if extensions:
         lines.append("Extensions,")
-        lines.extend(f"  {name}: {canonical(event.attributes[name])}" for name in extensions)
+        for name in extensions:
+            value = escape(canonical(event.attributes[name])) if name in SHOWN_EXTENSIONS else MASK
+            lines.append(f"  {escape(name, 256)}: {value}")
     if event.data:
         lines.append("Data,")
         shown = event.data[:_DESCRIBE_LIMIT]
         try:
             # final=False: a character cut in two at the limit is left out rather than called invalid.
-            text = codecs.getincrementaldecoder("utf-8")().decode(shown, final=False)
+            text = escape(codecs.getincrementaldecoder("utf-8")().decode(shown, final=False), _DESCRIBE_LIMIT)
         except UnicodeDecodeError:
             text = "(base64) " + base64.b64encode(shown).decode("ascii")
         cut = f" ... ({len(event.data)} bytes in all)" if len(event.data) > _DESCRIBE_LIMIT else ""
         lines.append(f"  {text}{cut}")
-    return "\n".join(lines)
+    return Block("\n".join(lines))

@@ -2,15 +2,23 @@
 
 `LOG_FORMAT=text` (default) reads like the article's output; `LOG_FORMAT=json` writes one JSON object a line
 for log pipelines. `LOG_LEVEL` sets the level (default INFO).
+
+Log lines cannot be forged: every string interpolated into a record (`log.info("... %s", value)`) is escaped
+(line breaks, control and other invisible characters as `\\n`, `\\x1b`, `\\u2028`) and cut at
+`VALUE_LIMIT` characters by a filter on the handler, whatever the value is and whoever logs it. Multi-line
+blocks (the article's header and event blocks) are built as `Block`s from values that `escape()` already
+made safe, so their own line breaks stay.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import threading
 import time
+from collections.abc import Mapping
 
 from opentelemetry import trace
 
@@ -18,6 +26,62 @@ from common.settings import env_choice, env_str
 
 _NO_TRACE = "0" * 32
 _NO_SPAN = "0" * 16
+
+VALUE_LIMIT = 1024
+"""The most characters of one client-controlled value a log line shows; the rest is summarised."""
+MASK = "***"
+# What could end a line or hide text in a terminal or a log viewer: C0/C1 controls (CR, LF, ESC...), Unicode
+# line and paragraph separators, zero-width and bidirectional controls, the BOM, lone surrogates; and the
+# backslash, so that an escape sequence cannot be faked. Everything else (accents, emoji) stays readable.
+_UNSAFE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ud800-\udfff]")
+
+
+class Block(str):
+    """A multi-line log text assembled from escaped values: the escaping filter leaves it as it is."""
+
+
+def escape(value: object, limit: int = VALUE_LIMIT) -> str:
+    """`value` as text that stays on its line: cut at `limit` characters (the cut said), then every character
+    that is not printable (and the backslash, so an escape cannot be faked) written as a Python escape."""
+    text = value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
+    cut = ""
+    if len(text) > limit:
+        cut = f"... ({len(text)} characters in all)"
+        text = text[:limit]
+    return _UNSAFE.sub(_escaped, text) + cut
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code == 0x5C:
+        return "\\\\"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+class _EscapeValues(logging.Filter):
+    """Escapes and caps every string argument of every record (see the module's docstring); numbers are kept
+    for `%d` and `%.1f`. The baggage propagator's warnings quote the caller's header or entries, which may
+    carry credentials: their values are masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.args:
+            return True
+        mask = record.name.startswith("opentelemetry.baggage")
+        if isinstance(record.args, Mapping):  # log.info("%(name)s", {"name": ...})
+            record.args = {key: _safe_arg(arg, mask) for key, arg in record.args.items()}
+        else:
+            record.args = tuple(_safe_arg(arg, mask) for arg in record.args)
+        return True
+
+
+def _safe_arg(arg: object, mask: bool) -> object:
+    if isinstance(arg, bool | int | float):
+        return arg
+    if mask:
+        return MASK
+    if isinstance(arg, Block):
+        return arg
+    return escape(arg)
 
 
 class _TraceIds(logging.Filter):
@@ -39,7 +103,7 @@ class _RateLimited(logging.Filter):
     processor): with the trace backend down or hanging they would log on every batch and every retry. The
     record that gets through after a quiet spell says how many were held back."""
 
-    def __init__(self, prefix: str = "opentelemetry", interval: float = 30.0) -> None:
+    def __init__(self, prefix: tuple[str, ...] = ("opentelemetry", "common.server"), interval: float = 30.0) -> None:
         super().__init__()
         self._prefix = prefix
         self._interval = interval
@@ -112,6 +176,7 @@ def setup_logging(service: str) -> None:
     level = env_str("LOG_LEVEL", "INFO").upper()
     handler = logging.StreamHandler(sys.stdout)
     handler.addFilter(_TraceIds())
+    handler.addFilter(_EscapeValues())
     handler.addFilter(_RateLimited())
     handler.setFormatter(_JsonFormatter(service) if fmt == "json" else _TextFormatter(service))
     root = logging.getLogger()

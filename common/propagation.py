@@ -65,6 +65,13 @@ _KNOWN_FLAGS = TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID
 _TRACESTATE_KEY = re.compile(r"[a-z0-9][a-z0-9_\-*/@]{0,255}")
 _TRACESTATE_VALUE = re.compile(r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]")
 _TRACESTATE_MAX_MEMBERS = 32
+_TRACESTATE_MAX_CHARS = _TRACESTATE_MAX_MEMBERS * (256 + 1 + 256 + 4)
+"""The longest combined `tracestate` that can hold 32 valid members (key, `=`, value, a comma and some optional
+whitespace each): a longer one cannot be valid and is discarded before it is split, so the work per request is
+bounded whatever a caller sends."""
+_TRACESTATE_KEEP_CHARS = 512
+"""What is forwarded: the spec asks for at least 512 characters, and lets a vendor document its limit. Longer
+lists are cut by the spec's rule (whole entries, those over 128 characters first, then from the end)."""
 
 
 @dataclass(frozen=True)
@@ -104,20 +111,36 @@ class _CheckedTraceState(TraceState):
 def parse_tracestate(values: Sequence[str] | None) -> TraceState:
     """Every `tracestate` field combined (RFC 9110 5.3); an unparsable list is discarded whole, as the spec
     allows, rather than forwarded half-understood."""
-    members: list[tuple[str, str]] = []
-    for raw in ",".join(values or ()).split(","):
+    combined = ",".join(values or ())
+    if len(combined) > _TRACESTATE_MAX_CHARS:
+        return TraceState()
+    members: dict[str, str] = {}
+    for raw in combined.split(","):
         member = raw.strip(_OWS)
         if not member:
             continue  # empty members are allowed (they appear when fields are combined)
         key, sep, value = member.partition("=")
         if not sep or not _TRACESTATE_KEY.fullmatch(key) or not _TRACESTATE_VALUE.fullmatch(value):
             return TraceState()
-        if any(key == seen for seen, _ in members):
-            return TraceState()
-        members.append((key, value))
-    if len(members) > _TRACESTATE_MAX_MEMBERS:
-        return TraceState()
-    return _CheckedTraceState(members)
+        if key in members or len(members) == _TRACESTATE_MAX_MEMBERS:
+            return TraceState()  # a duplicate key, or more than 32 members
+        members[key] = value
+    return _CheckedTraceState(_truncated(list(members.items())))
+
+
+def _truncated(members: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """At most _TRACESTATE_KEEP_CHARS of `key=value,...`, cut as the spec says (whole entries: first those
+    longer than 128 characters, then from the end)."""
+
+    def size(kept: list[tuple[str, str]]) -> int:
+        return sum(len(key) + 1 + len(value) for key, value in kept) + max(len(kept) - 1, 0)
+
+    if size(members) <= _TRACESTATE_KEEP_CHARS:
+        return members
+    kept = [(key, value) for key, value in members if len(key) + 1 + len(value) <= 128]
+    while size(kept) > _TRACESTATE_KEEP_CHARS:
+        kept.pop()
+    return kept
 
 
 class W3CTraceContext(TextMapPropagator):
@@ -163,6 +186,10 @@ B3_SPAN_ID: Final = "x-b3-spanid"
 B3_PARENT_SPAN_ID: Final = "x-b3-parentspanid"
 B3_SAMPLED: Final = "x-b3-sampled"
 B3_FLAGS: Final = "x-b3-flags"
+_B3_SINGLE_MAX = 32 + 1 + 16 + 1 + 1 + 1 + 16
+"""The longest valid `b3` value ({128-bit trace id}-{span id}-{state}-{parent}): longer is malformed, unread."""
+_B3_FIELD_MAX = 32
+"""No `X-B3-*` value is longer (a 128-bit trace id); a longer one is malformed, unread."""
 _TRACE_ID_64 = re.compile(r"[0-9a-f]{16}")
 _TRACE_ID_128 = re.compile(r"[0-9a-f]{32}")
 _SPAN_ID = _TRACE_ID_64
@@ -213,11 +240,13 @@ def _span_id(text: str) -> int | None:
 
 def parse_b3_single(value: str) -> B3 | None:
     """`b3: {TraceId}-{SpanId}[-{SamplingState}[-{ParentSpanId}]]` or a bare sampling state; None if malformed."""
-    fields = value.strip(_OWS).split("-")
+    value = value.strip(_OWS)
+    # Too long to be valid: not split at all (no fields), so malformed.
+    fields = value.split("-", 4) if len(value) <= _B3_SINGLE_MAX else []
     if len(fields) == 1:
         sampling = _SINGLE_SAMPLING.get(fields[0])
         return None if sampling is None else B3(None, None, sampling)
-    if len(fields) > 4:
+    if not 2 <= len(fields) <= 4:
         return None
     trace_id, span_id = _trace_id(fields[0]), _span_id(fields[1])
     if trace_id is None or span_id is None:
@@ -232,8 +261,10 @@ def parse_b3_single(value: str) -> B3 | None:
     return B3(trace_id, span_id, sampling)
 
 
-def parse_b3_multi(headers: dict[str, str]) -> B3 | None:
+def parse_b3_multi(headers: dict[str, str]) -> B3 | None:  # noqa: PLR0911 - one return per malformation
     """The `X-B3-*` headers (lower-case names -> first value); None if absent or malformed."""
+    if any(len(value) > _B3_FIELD_MAX for value in headers.values()):
+        return None
     trace_text, span_text = headers.get(B3_TRACE_ID), headers.get(B3_SPAN_ID)
     parent_text, sampled = headers.get(B3_PARENT_SPAN_ID), headers.get(B3_SAMPLED)
     sampling: Sampling | None = None

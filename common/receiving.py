@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 MAX_EVENT_BYTES = env_int("MAX_EVENT_BYTES", 1024 * 1024, minimum=1)
 """Bodies above this get 413. The spec asks every consumer to take at least 64 KiB; Knative's broker ingress
-and most HTTP proxies limit bodies too. Headers are limited by the HTTP server itself."""
+and most HTTP proxies limit bodies too. Headers are limited by the HTTP server itself (common.server)."""
 
 
 class Rejected(Exception):
@@ -68,7 +68,10 @@ async def read_body(request: Request) -> bytes:
 async def read_event(request: Request) -> cloudevent.Event:
     body = await read_body(request)
     try:
-        return cloudevent.parse(request.headers, body)
+        event = cloudevent.parse(request.headers, body)
     except cloudevent.EventError as exc:
         log.warning("rejected event: %s", exc.message)
         raise Rejected(problem(exc.status, exc.message)) from None
+    for leniency in event.lenient:
+        log.warning("event %s accepted leniently, as Knative's broker would: %s", event.id, leniency)
+    return event

@@ -1,20 +1,206 @@
-"""How every service is served: uvicorn on HOST:PORT (loopback unless told otherwise), with a clean SIGTERM."""
+"""How every service is served: uvicorn on HOST:PORT (loopback unless told otherwise), with bounded work per
+connection and a clean SIGTERM.
+
+Bounds (docs/robustness.md, "Connections and request heads"):
+- a request head (request line and headers) over MAX_HEADER_BYTES or with more than MAX_HEADERS fields gets
+  431 and the connection is closed, before the application or any trace propagator reads a header;
+- a connection that has not completed a request head within HEADER_TIMEOUT seconds of opening (or of its last
+  answer) is closed: idle keep-alive connections and half-sent heads alike;
+- beyond MAX_CONNECTIONS open connections a new one is answered 503 at once and closed, with a log line, so a
+  flood of idle connections cannot use up the process's file descriptors.
+
+uvicorn has settings for the keep-alive timeout (used) and for concurrency (`limit_concurrency`, not used: it
+answers 503 only once a request head has arrived, and keeps the connection, so idle connections would still
+use up descriptors), but none for the size of a head or the time to receive it with the httptools parser
+(`h11_max_incomplete_event_size` exists only for the slower h11 parser), and the connection limit above is
+missing too. `_BoundedHttpTools` adds those to uvicorn's own protocol class in a few lines; delete it when
+uvicorn grows them.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from common.settings import env_int, env_str
+from common.server_spans import ASGIApp, Message, Receive, Scope, Send
+from common.settings import env_float, env_int, env_str
 
 log = logging.getLogger(__name__)
+
+MAX_HEADER_BYTES = env_int("MAX_HEADER_BYTES", 64 * 1024, minimum=1024)
+MAX_HEADERS = env_int("MAX_HEADERS", 100, minimum=10)
+HEADER_TIMEOUT = env_float("HEADER_TIMEOUT", 10.0, minimum=0.1)
+MAX_CONNECTIONS = env_int("MAX_CONNECTIONS", 1000, minimum=1)
+KEEP_ALIVE_TIMEOUT = 5
+"""uvicorn's default, written out: an idle keep-alive connection is closed after this many seconds."""
 
 
 def shutdown_timeout() -> int:
     """SHUTDOWN_TIMEOUT: seconds SIGTERM waits for requests in flight, and then for the broker's deliveries."""
     return env_int("SHUTDOWN_TIMEOUT", 20, minimum=1)
+
+
+def _refusal(status: bytes, message: str) -> bytes:
+    body = json.dumps({"error": message}).encode()
+    head = f"content-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    return b"HTTP/1.1 " + status + b"\r\n" + head.encode() + body
+
+
+_TOO_MANY_CONNECTIONS = _refusal(
+    b"503 Service Unavailable", f"more than {MAX_CONNECTIONS} open connections (MAX_CONNECTIONS); try again later"
+)
+_HEAD_TOO_LARGE = _refusal(
+    b"431 Request Header Fields Too Large",
+    f"the request head is over {MAX_HEADER_BYTES} bytes (MAX_HEADER_BYTES) or {MAX_HEADERS} fields (MAX_HEADERS)",
+)
+
+
+class _HeadTooLarge(Exception):
+    """Raised inside a parser callback: httptools stops parsing and uvicorn calls send_400_response."""
+
+
+class _BoundedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the bounds of the module's docstring."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_bytes = 0
+        self._head_fields = 0
+        self._in_head = False
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._too_large = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > MAX_CONNECTIONS:
+            log.warning(
+                "refused a connection from %s: %d connections open, the limit is MAX_CONNECTIONS=%d",
+                self.client[0] if self.client else "?",
+                len(self.connections) - 1,
+                MAX_CONNECTIONS,
+            )
+            transport.write(_TOO_MANY_CONNECTIONS)
+            transport.close()
+            return
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        # The chunks before this one were all head (it was not complete after them): a head that keeps coming
+        # past the limit is refused before the parser buffers more of it.
+        if self._in_head and self._head_bytes > MAX_HEADER_BYTES:
+            self._refuse_head()
+            return
+        super().data_received(data)
+        if self._in_head:
+            self._head_bytes += len(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head, self._head_bytes, self._head_fields = True, 0, 0
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_fields += 1
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._disarm_head_timer()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_head_timer()  # the next head must come in time too (uvicorn's keep-alive timer is shorter)
+
+    def send_400_response(self, msg: str) -> None:
+        if self._too_large:
+            self._refuse_head()
+        else:
+            super().send_400_response(msg)
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > MAX_HEADER_BYTES or self._head_fields > MAX_HEADERS:
+            self._too_large = True
+            raise _HeadTooLarge
+
+    def _refuse_head(self) -> None:
+        log.warning(
+            "refused a request head from %s: over MAX_HEADER_BYTES=%d or MAX_HEADERS=%d",
+            self.client[0] if self.client else "?",
+            MAX_HEADER_BYTES,
+            MAX_HEADERS,
+        )
+        self._disarm_head_timer()
+        self.transport.write(_HEAD_TOO_LARGE)
+        self.transport.close()
+
+    def _arm_head_timer(self) -> None:
+        self._disarm_head_timer()
+        self._head_timer = self.loop.call_later(HEADER_TIMEOUT, self._head_timed_out)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+class EndAtShutdown:
+    """ASGI middleware: a request still running when the graceful shutdown's deadline passes is cancelled by
+    uvicorn; answer it 503 if nothing was sent yet and log one line, instead of uvicorn's CancelledError
+    traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except asyncio.CancelledError:
+            log.warning(
+                "%s %s still running at the end of the graceful shutdown (SHUTDOWN_TIMEOUT=%ds): ended",
+                scope["method"],
+                scope["path"],
+                shutdown_timeout(),
+            )
+            if not started:
+                body = b'{"error": "the service is shutting down"}'
+                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+                try:
+                    await send({"type": "http.response.start", "status": 503, "headers": headers})
+                    await send({"type": "http.response.body", "body": body})
+                except Exception:  # noqa: S110 - the client may be gone: nothing more to tell it
+                    pass
 
 
 def serve(app: FastAPI, default_port: int) -> None:
@@ -23,13 +209,14 @@ def serve(app: FastAPI, default_port: int) -> None:
     # uvicorn handles SIGTERM/SIGINT: it stops accepting, lets in-flight requests finish (bounded by
     # timeout_graceful_shutdown) and then runs the app's lifespan shutdown, which flushes the spans.
     config = uvicorn.Config(
-        app,
+        EndAtShutdown(app),
         host=host,
         port=port,
         log_config=None,
         access_log=False,
         loop="uvloop",
-        http="httptools",
+        http=_BoundedHttpTools,
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
         timeout_graceful_shutdown=shutdown_timeout(),
         lifespan="on",
     )

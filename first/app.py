@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
@@ -20,7 +18,7 @@ from common.headers import format_headers
 from common.http_client import new_client
 from common.ids import current_trace_id, current_traceparent
 from common.messaging import event_attributes
-from common.receiving import answer_rejections, read_body
+from common.receiving import MAX_EVENT_BYTES, answer_rejections, read_body
 from common.telemetry import FASTAPI_TELEMETRY, instrument_app, setup_telemetry
 from first.settings import Settings
 
@@ -34,17 +32,12 @@ log = logging.getLogger(SERVICE)
 tracer = trace.get_tracer(SERVICE)
 
 
-def _event_data(body: bytes, content_type: str | None, trace_id: str | None) -> tuple[Any, str]:
-    """The event's data and datacontenttype: the POST body as sent, else the article's greeting."""
+def _event_data(body: bytes, content_type: str | None, trace_id: str | None) -> tuple[bytes, str]:
+    """The event's data and datacontenttype: the POST body's bytes as sent (never decoded and encoded again,
+    which would change numbers and repeated keys in JSON), else the article's greeting."""
     if not body:
-        return f"hello from first, traceid={trace_id}", "text/plain"
-    media = content_type or "application/octet-stream"
-    if media.split(";", 1)[0].strip().lower() == "application/json":
-        try:
-            return json.loads(body), media
-        except ValueError:
-            pass
-    return body, media
+        return f"hello from first, traceid={trace_id}".encode(), "text/plain"
+    return body, content_type or "application/octet-stream"
 
 
 def create_app() -> FastAPI:
@@ -90,6 +83,16 @@ def create_app() -> FastAPI:
             if settings.trace_extension:
                 event = with_trace_extension(event)
                 headers, body = cloudevent.to_http(event, settings.mode)
+            if len(body) > MAX_EVENT_BYTES:
+                # Structured mode carries the data inside JSON (escaped, or base64: a third more), which can push a
+                # body that fitted here past the broker's limit: say so now rather than relay the broker's 413.
+                message = (
+                    f"the event is {len(body)} bytes once encoded in {settings.mode} mode, over the broker's "
+                    f"{MAX_EVENT_BYTES}-byte limit (MAX_EVENT_BYTES); send less data, or use EVENT_MODE=binary"
+                )
+                span.set_status(Status(StatusCode.ERROR, message))
+                log.warning("event %s refused: %s", event.id, message)
+                return JSONResponse({"error": message, "event_id": event.id, "trace_id": trace_id}, status_code=413)
             if settings.propagate_context:
                 propagate.inject(headers)
             try:
@@ -97,7 +100,10 @@ def create_app() -> FastAPI:
                     reply = await client_spans.post(request.app.state.client, settings.sink, headers, body)
             except httpx.TimeoutException as exc:
                 return _broker_error(span, 504, f"broker at {settings.sink} did not answer in time", exc, event)
-            except httpx.HTTPError as exc:
+            except Exception as exc:
+                # Any failure of the connection is the broker's, never a 500.
+                # httpx.HTTPError mostly; but a connection reset at the wrong moment has surfaced as an
+                # AttributeError from inside httpcore, and the caller deserves the same clear 503 for it.
                 return _broker_error(span, 503, f"broker at {settings.sink} is unreachable", exc, event)
             if reply.status_code >= 300:
                 detail = f"broker at {settings.sink} answered {reply.status_code}"

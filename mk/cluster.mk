@@ -139,10 +139,11 @@ deploy: images ## Load the images into kind, kubectl apply -k config/, wait unti
 	@mkdir -p $(CLUSTER_DIR)/all
 	$(KUSTOMIZATION_ENV) $(CLUSTER_SCRIPTS)/kustomization.sh all \
 		$(foreach s,$(KSVCS),$(s)=$$(docker image inspect -f '{{.Id}}' $(IMAGE_REPO)/$(s):$(IMAGE_TAG))) \
+		dead-letter=$$(docker image inspect -f '{{.Id}}' $(IMAGE_REPO)/second:$(IMAGE_TAG)) \
 		> $(CLUSTER_DIR)/all/kustomization.yaml
 	$(RETRY) $(KUBECTL) apply -k $(CLUSTER_DIR)/all
 	@echo "==> waiting for the Broker, the Trigger and the Services to be Ready"
-	$(WAIT) --for=condition=Ready -n default broker/default trigger/first-to-second $(foreach s,$(KSVCS),ksvc/$(s))
+	$(WAIT) --for=condition=Ready -n default broker/default trigger/first-to-second $(foreach s,$(KSVCS),ksvc/$(s)) ksvc/dead-letter
 	@$(KUBECTL) get ksvc -n default
 	@echo "==> deployed: next, make demo"
 

@@ -65,8 +65,13 @@ def test_the_trigger_routes_to_services_defined_here(
         assert (ref["apiVersion"], ref["kind"]) == ("serving.knative.dev/v1", "Service")
         target = find("serving.knative.dev/Service", ref["name"])
         assert target["metadata"]["namespace"] == ref.get("namespace", trigger["metadata"]["namespace"])
-    # second serves the dead-letter route (second/app.py logs what arrives there).
-    assert trigger["spec"]["delivery"]["deadLetterSink"]["uri"] == "/dead-letter"
+    # The dead-letter sink is not the subscriber (it must survive second's failure); it runs second's image,
+    # whose /dead-letter route logs what arrives there (second/app.py).
+    sink = trigger["spec"]["delivery"]["deadLetterSink"]
+    assert sink["ref"]["name"] != trigger["spec"]["subscriber"]["ref"]["name"]
+    assert sink["uri"] == "/dead-letter"
+    image = find("serving.knative.dev/Service", sink["ref"]["name"])["spec"]["template"]["spec"]["containers"][0]
+    assert image["image"].rsplit("/", 1)[1].split(":")[0] == "second"
     assert trigger["spec"]["delivery"]["retry"] >= 1
 
 

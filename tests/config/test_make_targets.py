@@ -130,9 +130,10 @@ def test_deploy_loads_images_applies_config_and_waits() -> None:
         "--name knative-tracing",
         "scripts/cluster/kustomization.sh all",
         "first=$(docker image inspect -f '{{.Id}}' dev.local/knative-tracing/first:0.1.0)",
+        "dead-letter=$(docker image inspect -f '{{.Id}}' dev.local/knative-tracing/second:0.1.0)",
         "> .cluster/all/kustomization.yaml",
         f"{CONTEXT} apply -k .cluster/all",
-        "--for=condition=Ready -n default broker/default trigger/first-to-second ksvc/first ksvc/second",
+        "--for=condition=Ready -n default broker/default trigger/first-to-second ksvc/first ksvc/second ksvc/dead-letter",
     )
 
 
@@ -223,6 +224,7 @@ def test_generated_kustomization_sets_images_stamps_revisions_and_adds_legacy_tr
         "all",
         "first=sha256:aaa",
         "second=sha256:bbb",
+        "dead-letter=sha256:bbb",
         IMAGE_REPO="registry.example.com/demo",
         IMAGE_TAG="1.2.3",
         JAEGER_VERSION="2.16.0",
@@ -236,14 +238,17 @@ def test_generated_kustomization_sets_images_stamps_revisions_and_adds_legacy_tr
     assert images == {
         "first": "registry.example.com/demo/first:1.2.3",
         "second": "registry.example.com/demo/second:1.2.3",
+        # The Trigger's dead-letter sink runs second's image (config/dead-letter.yaml).
+        "dead-letter": "registry.example.com/demo/second:1.2.3",
         "jaeger": "jaegertracing/jaeger:2.16.0",
     }
     stamps = {
         doc["metadata"]["name"]: doc["spec"]["template"]["metadata"]["annotations"]["knative-tracing/image-id"]
         for doc in docs
-        if doc["apiVersion"] == "serving.knative.dev/v1"
+        if doc["apiVersion"] == "serving.knative.dev/v1" and doc["kind"] == "Service"
     }
-    assert stamps == {"first": "sha256:aaa", "second": "sha256:bbb"}
+    # dead-letter runs second's image, so a rebuilt second rolls out a new dead-letter revision too.
+    assert stamps == {"first": "sha256:aaa", "second": "sha256:bbb", "dead-letter": "sha256:bbb"}
     assert {doc["metadata"]["name"] for doc in docs if doc["kind"] == "ConfigMap"} >= {"config-tracing"}
 
 

@@ -27,7 +27,7 @@ APP_PORT = 8080
 """Every service's PORT in its image (and Knative's): inside the compose network each listens there."""
 OWN_SETTINGS = {"K_SINK", "BROKER_SUBSCRIBERS", "BROKER_CONFIG", "EVENT_MODE", "LOG_FORMAT", "LOG_LEVEL"}
 OWN_SETTINGS |= {"SINK_TIMEOUT", "SINK_CONNECT_TIMEOUT", "MAX_EVENT_BYTES", "SHUTDOWN_TIMEOUT", "DELIVERY_TIMEOUT"}
-OWN_SETTINGS |= {"HOST", "PORT"}
+OWN_SETTINGS |= {"HOST", "PORT", "DEAD_LETTER_FILE"}
 
 
 def _raw() -> dict[str, Any]:

@@ -47,7 +47,6 @@ REJECTIONS: list[tuple[str, dict[str, str] | list[tuple[str, str]], bytes, int, 
     ("empty id", cloudevent_headers(**{"ce-id": ""}), b"x", 400, "'id' is empty"),
     ("specversion 0.3", cloudevent_headers(**{"ce-specversion": "0.3"}), b"x", 400, "specversion '0.3'"),
     ("bad time", cloudevent_headers(**{"ce-time": "yesterday"}), b"x", 400, "'time' 'yesterday'"),
-    ("source not a URI", cloudevent_headers(**{"ce-source": "a%20b"}), b"x", 400, "'source' 'a b'"),
     ("overlong UTF-8", cloudevent_headers(**{"ce-subject": "%C0%A0"}), b"x", 400, "'ce-subject' is not valid UTF-8"),
     (
         "repeated attribute",
@@ -139,7 +138,7 @@ def test_exotic_valid_event_goes_through_the_broker_to_second(stack: Stack) -> N
     block = log[log.index(f"  id: {event_id}") - 600 : log.index(f"processed event {event_id},")]
     assert "  source: urn:example:caf%C3%A9" in block
     assert "  subject: quoted, with spaces €" in block
-    assert "  averylongextensionnamebeyondtwenty: 😀" in block
+    assert "  averylongextensionnamebeyondtwenty: ***" in block  # extensions not known to be safe: masked
     assert "  datacontenttype: application/vnd.example.binary" in block
     assert "(base64) AAEgYmluYXJ5IP8=" in block  # data that is not text is logged as base64, not mangled
 

@@ -7,6 +7,8 @@ shutdown).
 
 from __future__ import annotations
 
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,6 +17,8 @@ from typing import Any
 
 NEVER = -1
 """A status meaning: read the request, then never answer (until the peer stops)."""
+RESET = -2
+"""A status meaning: read the request, then reset the connection (TCP RST, no answer)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,11 @@ def _handler(peer: Peer) -> type[BaseHTTPRequestHandler]:
             arrival = Arrival(path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
             peer._record(arrival, peer.arrivals)
             script = peer.scripts.get(path, Script(404))
+            if script.status == RESET:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+                self.close_connection = True
+                return
             if script.status == NEVER:
                 peer._stopping.wait(60)
                 self.close_connection = True

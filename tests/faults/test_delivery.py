@@ -1,12 +1,16 @@
 """The broker with a subscriber that is down or refuses: retries with the Trigger's exponential backoff, then
-the dead-letter sink; one log line per failed attempt and one final outcome, each with event and trace id."""
+the dead-letter sink, then the dead-letter file; one log line per failed attempt and one final outcome, each
+with event and trace id; `LOST` only when even the file cannot be written."""
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from collections.abc import Iterator
 from itertools import pairwise
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -51,7 +55,7 @@ spec:
     backoffDelay: PT{BACKOFF}S
     deadLetterSink: {{ref: {{kind: Service, name: peer}}, uri: /dead-letter}}
 ---
-# Subscriber and dead-letter sink both down: the event is lost, and the log says so.
+# Subscriber and dead-letter sink both down: the event goes to the dead-letter file.
 apiVersion: eventing.knative.dev/v1
 kind: Trigger
 metadata: {{name: doomed, namespace: default}}
@@ -63,6 +67,15 @@ spec:
     retry: 2
     backoffDelay: PT{BACKOFF}S
     deadLetterSink: {{ref: {{kind: Service, name: down}}, uri: /dead-letter}}
+---
+# No dead-letter sink at all (Knative would drop the event): the dead-letter file keeps it.
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: sinkless, namespace: default}}
+spec:
+  broker: default
+  filter: {{attributes: {{type: test.sinkless}}}}
+  subscriber: {{ref: {{kind: Service, name: down}}}}
 """
 
 
@@ -77,6 +90,7 @@ def broker(peer: Peer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
     folder = tmp_path_factory.mktemp("delivery")
     (folder / "triggers.yaml").write_text(TRIGGERS)
     env = {
+        "DEAD_LETTER_FILE": str(folder / "dead" / "letters.jsonl"),
         "BROKER_CONFIG": str(folder / "triggers.yaml"),
         "BROKER_SUBSCRIBERS": f"peer={peer.url},down=http://127.0.0.1:{free_port()}",
         "OTEL_TRACES_EXPORTER": "none",
@@ -141,13 +155,46 @@ def test_refusal_is_not_retried(peer: Peer, broker: Service) -> None:
     assert trace_id in lines[1]
 
 
-def test_event_that_cannot_be_delivered_anywhere_is_logged_as_lost(broker: Service) -> None:
-    event_id, trace_id = _publish(broker, "test.doomed")
-    lost = poll_until(
-        lambda: [line for line in _lines(broker, event_id) if "LOST" in line], 10, "the LOST line for the event"
+def _kept(broker: Service) -> dict[str, dict[str, Any]]:
+    """The dead-letter file's records by event id."""
+    text = _dead_letter_file(broker).read_text() if _dead_letter_file(broker).exists() else ""
+    records = [json.loads(line) for line in text.splitlines()]
+    return {record["event"]["id"]: record for record in records}
+
+
+def _dead_letter_file(broker: Service) -> Path:
+    assert broker.log_path is not None
+    return broker.log_path.parent / "dead" / "letters.jsonl"
+
+
+@pytest.mark.parametrize(("event_type", "reason"), [("test.doomed", "failed too"), ("test.sinkless", "not delivered")])
+def test_an_event_that_cannot_be_delivered_anywhere_is_kept_in_the_dead_letter_file(
+    broker: Service, event_type: str, reason: str
+) -> None:
+    event_id, trace_id = _publish(broker, event_type)
+    kept = poll_until(
+        lambda: [line for line in _lines(broker, event_id) if "dead-lettered to file" in line], 10, "the outcome line"
     )
-    assert len(lost) == 1
-    assert trace_id in lost[0]
+    assert len(kept) == 1
+    assert str(_dead_letter_file(broker)) in kept[0] and trace_id in kept[0] and reason in kept[0]
+    record = _kept(broker)[event_id]
+    assert reason in record["reason"] and record["trace_id"] == trace_id
+    assert record["event"]["type"] == event_type and record["event"]["data"] == "hello"  # text/plain data as sent
     failed = [line for line in _lines(broker, event_id) if "delivery attempt" in line]
-    assert len(failed) == 3
     assert all(trace_id in line and "ConnectError" in line for line in failed)
+    assert not [line for line in _lines(broker, event_id) if "LOST" in line]
+
+
+def test_lost_only_when_even_the_dead_letter_file_cannot_be_written(broker: Service) -> None:
+    path = _dead_letter_file(broker)
+    saved = path.read_bytes() if path.exists() else b""
+    path.unlink(missing_ok=True)
+    path.mkdir()  # a folder where the file was: appending fails
+    try:
+        event_id, trace_id = _publish(broker, "test.doomed")
+        lost = poll_until(lambda: [line for line in _lines(broker, event_id) if "LOST" in line], 10, "the LOST line")
+    finally:
+        path.rmdir()
+        path.write_bytes(saved)
+    assert len(lost) == 1
+    assert trace_id in lost[0] and "could not be written" in lost[0]

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -50,11 +52,18 @@ def services(peer: Peer, receiver: Receiver, tmp_path_factory: pytest.TempPathFa
     # The default 5 s batch delay: spans reach the receiver in time only through the shutdown flush.
     otlp = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
     # DELIVERY_TIMEOUT far above SHUTDOWN_TIMEOUT, so that the deadline is what ends a hanging delivery.
-    broker = {**otlp, "BROKER_CONFIG": str(folder / "trigger.yaml"), "DELIVERY_TIMEOUT": "30"}
+    broker = {
+        **otlp,
+        "BROKER_CONFIG": str(folder / "trigger.yaml"),
+        "DELIVERY_TIMEOUT": "30",
+        "DEAD_LETTER_FILE": str(folder / "dead-letters.jsonl"),
+    }
     specs = {
         "first": ("first", {**otlp, "K_SINK": peer.url + INGRESS, "SHUTDOWN_TIMEOUT": "5"}),
         "broker": ("broker", {**broker, "BROKER_SUBSCRIBERS": f"peer={peer.url}/slow", "SHUTDOWN_TIMEOUT": "5"}),
         "stuck-broker": ("broker", {**broker, "BROKER_SUBSCRIBERS": f"peer={peer.url}/never", "SHUTDOWN_TIMEOUT": "1"}),
+        # A client that sends its body slowly keeps a request running past the deadline.
+        "second": ("second", {**otlp, "SHUTDOWN_TIMEOUT": "2"}),
     }
     with running_together(specs, folder) as services:
         yield services
@@ -115,16 +124,40 @@ def test_broker_completes_a_delivery_under_way(services: dict[str, Service], pee
     assert [s.status for s in delivery] == ["UNSET"], delivery
 
 
-def test_broker_logs_a_delivery_it_cannot_finish_before_the_deadline(services: dict[str, Service], peer: Peer) -> None:
+def test_broker_keeps_a_delivery_it_cannot_finish_before_the_deadline(
+    services: dict[str, Service], peer: Peer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     broker = services["stuck-broker"]
     event_id, trace_id = _publish(broker)
     poll_until(lambda: peer.at("/never/subscriber"), 5, "the delivery to reach the subscriber")
     started = time.monotonic()
     _terminate(broker, 10)
     assert time.monotonic() - started < 8  # SHUTDOWN_TIMEOUT=1 s, not DELIVERY_TIMEOUT=30 s
-    lost = [line for line in broker.log().splitlines() if f"event {event_id}" in line and "LOST" in line]
-    assert len(lost) == 1, broker.log()
-    assert f"traceid={trace_id}" in lost[0]
+    lines = [line for line in broker.log().splitlines() if f"event {event_id}" in line]
+    kept = [line for line in lines if "dead-lettered to file" in line and "still under way at shutdown" in line]
+    assert len(kept) == 1, broker.log()
+    assert f"traceid={trace_id}" in kept[0]
+    assert not [line for line in lines if "LOST" in line]
+    assert broker.log_path is not None
+    records = (broker.log_path.parent / "dead-letters.jsonl").read_text().splitlines()
+    assert [json.loads(r)["event"]["id"] for r in records] == [event_id]
+
+
+def test_a_slow_client_is_ended_at_the_deadline_without_a_traceback(services: dict[str, Service]) -> None:
+    second = services["second"]
+    head = "".join(f"{name}: {value}\r\n" for name, value in cloudevent_headers().items())
+    with socket.create_connection(("127.0.0.1", second.port), timeout=10) as slow:
+        slow.sendall(f"POST / HTTP/1.1\r\nHost: x\r\n{head}Content-Length: 1000\r\n\r\nonly a little".encode())
+        time.sleep(0.5)  # the head is complete: the request is in second's hands, reading a body that stalls
+        started = time.monotonic()
+        _terminate(second, 10)
+        took = time.monotonic() - started
+        answer = slow.recv(1000)
+    assert took < 2 + 5, took  # SHUTDOWN_TIMEOUT=2, then the exit
+    log = second.log()
+    assert "Traceback" not in log and "CancelledError" not in log, log
+    assert "POST / still running at the end of the graceful shutdown (SHUTDOWN_TIMEOUT=2s): ended" in log
+    assert answer.startswith(b"HTTP/1.1 503"), answer
 
 
 def test_ctrl_c_by_hand_stops_cleanly_without_a_traceback(tmp_path: Path) -> None:

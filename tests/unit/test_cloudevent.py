@@ -36,7 +36,7 @@ def rejection(headers: Any, body: bytes = b"") -> EventError:
 @pytest.mark.parametrize("mode", ["binary", "structured"])
 def test_build_fills_id_time_and_specversion_and_reads_back(mode: str) -> None:
     attributes = {"type": "dev.knative.tracing.hello", "source": "first", "datacontenttype": "text/plain"}
-    event, headers, body = build(attributes, "hello from first", mode)
+    event, headers, body = build(attributes, b"hello from first", mode)
     assert event.attributes["specversion"] == "1.0"
     assert event.id and event.attributes["time"]
     assert event.data == b"hello from first"
@@ -371,9 +371,6 @@ BINARY_REJECTIONS: list[tuple[str, Any, str]] = [
     ("time on 30 February", {**BINARY, "ce-time": "2018-02-30T17:31:00Z"}, "no such date"),
     ("time at 24:00", {**BINARY, "ce-time": "2018-04-05T24:00:00Z"}, "out of range"),
     ("time as a number", {**BINARY, "ce-time": "1522949460"}, "'time'"),
-    ("source with a space", {**BINARY, "ce-source": "my%20source"}, "' ' must be percent-encoded"),
-    ("source with a colon first", {**BINARY, "ce-source": "1:2"}, "not a scheme"),
-    ("source with a bare %", {**BINARY, "ce-source": "%2541%25"}, "'%'"),
     ("relative dataschema", {**BINARY, "ce-dataschema": "/schema.json"}, "no scheme"),
     ("empty subject", {**BINARY, "ce-subject": ""}, "'subject' is empty"),
     ("newline", {**BINARY, "ce-subject": "a%0Ab"}, "U+000A"),
@@ -446,8 +443,6 @@ STRUCTURED_REJECTIONS: list[tuple[str, bytes, str]] = [
     ("bad base64", structured(data_base64="not base64!"), "not valid base64"),
     ("numeric data_base64", structured(data_base64=1), "'data_base64' must be a string"),
     ("object data with XML type", structured(datacontenttype="application/xml", data={"a": 1}), "must be a string"),
-    ("unknown charset", structured(datacontenttype="text/plain; charset=nope", data="x"), "charset 'nope'"),
-    ("unencodable text", structured(datacontenttype="text/plain; charset=us-ascii", data="é"), "cannot be encoded"),
     ("bad datacontenttype", structured(datacontenttype="json", data=1), "not a media type"),
 ]
 
@@ -481,15 +476,63 @@ def test_formats_not_understood_get_415(content_type: str, problem: str) -> None
 
 
 def test_describe_lists_attributes_extensions_and_data() -> None:
-    event = Event({**REQUIRED, "flag": True, "count": 3, "datacontenttype": "text/plain"}, b"hello")
+    attributes: dict[str, str | int | bool] = {
+        "flag": True,
+        "sequence": 3,
+        "authtoken": "s3cret",
+        "datacontenttype": "text/plain",
+    }
+    event = Event({**REQUIRED, **attributes}, b"hello")
     text = describe(event)
     assert text.splitlines()[0] == "Event received: Context Attributes,"
     assert "  id: A234-1234-1234" in text
-    assert "Extensions,\n  count: 3\n  flag: true" in text
+    # Extensions not known to be safe are named, their values masked.
+    assert "Extensions,\n  authtoken: ***\n  flag: ***\n  sequence: 3" in text
+    assert "s3cret" not in text
     assert text.endswith("Data,\n  hello")
+
+
+@pytest.mark.parametrize("where", ["subject", "data"])
+def test_describe_keeps_every_client_value_on_its_line(where: str) -> None:
+    forged = "hi\n00:00:00 second INFO    processed event FORGED\r\u2028\x1b[2J"
+    event = Event({**REQUIRED, "subject": forged}) if where == "subject" else Event(dict(REQUIRED), forged.encode())
+    text = describe(event)
+    assert not any("processed event FORGED" in line and not line.startswith("  ") for line in text.splitlines())
+    assert "\\x0a00:00:00 second INFO    processed event FORGED\\x0d\\u2028\\x1b[2J" in text
 
 
 def test_describe_bounds_large_and_binary_data() -> None:
     large = describe(Event(dict(REQUIRED), "é".encode() * 10_000))
     assert len(large) < 6000 and "(20000 bytes in all)" in large
     assert "(base64) AP8=" in describe(Event(dict(REQUIRED), b"\x00\xff"))
+
+
+# --- Postel: what Knative's broker (CloudEvents sdk-go) accepts is accepted, and the leniency is said -------
+
+LENIENT: list[tuple[str, Any, bytes, str, bytes]] = [
+    # (case, headers, body, what the leniency note says, the data kept)
+    ("source with a space", {**BINARY, "ce-source": "my%20source"}, b"x", "' ' must be percent-encoded", b"x"),
+    ("source with a colon first", {**BINARY, "ce-source": "1:2"}, b"x", "not a scheme", b"x"),
+    ("source with a bare %", {**BINARY, "ce-source": "%2541%25"}, b"x", "'%'", b"x"),
+    ("dataschema with a space", {**BINARY, "ce-dataschema": "http://x/a%20b"}, b"x", "' ' must be", b"x"),
+    *[
+        (
+            f"charset={charset}",
+            STRUCTURED,
+            structured(datacontenttype=f"text/plain; charset={charset}", data=text),
+            f"charset {charset!r}",
+            text.encode(),
+        )
+        for charset, text in [("nope", "x"), ("idna", "a..b"), ("undefined", "x"), ("rot13", "x"), ("us-ascii", "é")]
+    ],
+]
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "note", "data"), [case[1:] for case in LENIENT], ids=[case[0] for case in LENIENT]
+)
+def test_what_knative_accepts_is_accepted_and_noted(headers: Any, body: bytes, note: str, data: bytes) -> None:
+    event = parse(headers, body)
+    assert len(event.lenient) == 1, event.lenient
+    assert note in event.lenient[0]
+    assert event.data == data

@@ -19,6 +19,13 @@ from common.headers import MASK, format_headers, is_secret
         "X-Client-Secret",
         "apikey",
         "X-Amz-Security-Token",
+        # Missed by the fixed list this replaced:
+        "X-Auth",
+        "X-Forwarded-Authorization",
+        "Authentication",
+        "X-Goog-Iap-Jwt-Assertion",
+        "baggage",
+        "X-Csrf-Token",
     ],
 )
 def test_secret_headers_are_masked_but_named(name: str) -> None:
@@ -44,4 +51,21 @@ def test_layout_matches_the_article() -> None:
         "\tAccept: text/html",
         "\tTraceparent: 00-1-2-01",
         "\tX-B3-Traceid: abc",
+    ]
+
+
+@pytest.mark.parametrize("value", ["Bearer abc.def", "basic dXNlcjpwYXNz", "eyJhbGciOiJIUzI1NiJ9.e30.sig"])
+def test_credential_values_are_masked_whatever_the_header(value: str) -> None:
+    text = format_headers("Request headers:", [("X-Innocent", value), ("Traceparent", "00-1-2-01")])
+    assert value not in text
+    assert "\tX-Innocent: ***" in text
+    assert "\tTraceparent: 00-1-2-01" in text
+
+
+def test_names_and_values_stay_on_their_line() -> None:
+    text = format_headers("Request headers:", [("X-Note", "a\r\n00:00:00 first INFO forged"), ("Accept", "\u2028x")])
+    assert text.splitlines() == [
+        "Request headers:",
+        "\tAccept: \\u2028x",
+        "\tX-Note: a\\x0d\\x0a00:00:00 first INFO forged",
     ]

@@ -28,7 +28,10 @@ def test_the_repository_trigger_routes_firsts_events_to_second() -> None:
     assert trigger.matches(_event(type=EVENT_TYPE, source=EVENT_SOURCE))
     assert not trigger.matches(_event(type=EVENT_TYPE + ".other"))
     assert trigger.delivery.retry >= 1
-    assert trigger.delivery.dead_letter_sink == "http://127.0.0.1:9001/dead-letter"
+    # The `dead-letter` component is played by the broker's dead-letter file unless mapped to a URL.
+    assert trigger.delivery.dead_letter_sink is None
+    mapped = load_routing(ROOT / "config", {**SUBSCRIBERS, "dead-letter": "http://127.0.0.1:9002"})
+    assert mapped.triggers[0].delivery.dead_letter_sink == "http://127.0.0.1:9002/dead-letter"
 
 
 @pytest.mark.parametrize(
