@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common import cloudevent
-from common.settings import env_str, fail_startup
+from common.service.settings import env_str, fail_startup
+from common.wire import cloudevents
 
 DEFAULT_PATH = "dead-letters.jsonl"
 
@@ -44,10 +44,10 @@ class DeadLetterFile:
         return cls(path)
 
     async def keep(
-        self, event: cloudevent.Event, reason: str, trigger: str, subscriber: str, trace_id: str | None
+        self, event: cloudevents.Event, reason: str, trigger: str, subscriber: str, trace_id: str | None
     ) -> None:
         """Append `event` with why it was given up; raises OSError when it cannot be kept."""
-        _, body = cloudevent.to_http(event, "structured")
+        _, body = cloudevents.to_http(event, "structured")
         record = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "reason": reason,

@@ -14,13 +14,15 @@ import logging
 
 import httpx
 from opentelemetry import context as otel_context
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.trace import Status, StatusCode
 
 from broker.dead_letters import DeadLetterFile
 from broker.triggers import Trigger
-from common import client_spans, cloudevent
-from common.ids import current_trace_id
+from common.tracing.events import event_attributes
+from common.tracing.http_out import client_span
+from common.tracing.setup import current_trace_id
+from common.wire.cloudevents import Event, to_http
 
 log = logging.getLogger("broker")
 tracer = trace.get_tracer("broker")
@@ -50,7 +52,7 @@ class Dispatcher:
         self._client = client
         self._dead_letters = dead_letters
         self._post_slots = asyncio.Semaphore(MAX_POSTS_IN_FLIGHT)
-        self._tasks: dict[asyncio.Task[None], tuple[Trigger, cloudevent.Event, str | None]] = {}
+        self._tasks: dict[asyncio.Task[None], tuple[Trigger, Event, str | None]] = {}
         """Deliveries under way, with what shutdown needs to keep the ones it must cut short."""
         self._backlog = asyncio.Semaphore(MAX_PENDING_DELIVERIES)
         """One unit per delivery accepted and not yet finished; `room_for` takes them, `_finished` gives back."""
@@ -60,7 +62,7 @@ class Dispatcher:
         for _ in range(count):
             await self._backlog.acquire()
 
-    def dispatch(self, event: cloudevent.Event, triggers: list[Trigger]) -> None:
+    def dispatch(self, event: Event, triggers: list[Trigger]) -> None:
         """Start delivering `event` to each of `triggers`, for which `room_for(len(triggers))` made room."""
         parent = otel_context.get_current()
         trace_id = current_trace_id()
@@ -89,14 +91,8 @@ class Dispatcher:
             reason = f"delivery to {trigger.subscriber} still under way at shutdown (SHUTDOWN_TIMEOUT)"
             await self._to_file(trigger, event, reason, trace_id)
 
-    async def _deliver(self, trigger: Trigger, event: cloudevent.Event, parent: otel_context.Context) -> None:
-        attributes = {
-            "messaging.system": "knative",
-            "messaging.destination.name": trigger.span_name,
-            "cloudevents.event_id": event.id,
-            "cloudevents.event_type": event.type,
-            "cloudevents.event_source": event.source,
-        }
+    async def _deliver(self, trigger: Trigger, event: Event, parent: otel_context.Context) -> None:
+        attributes = event_attributes(event, trigger.span_name)
         with tracer.start_as_current_span(trigger.span_name, context=parent, attributes=attributes) as span:
             try:
                 await self._attempts(trigger, event, span)
@@ -105,7 +101,7 @@ class Dispatcher:
                 log.exception("event %s: delivery failed unexpectedly", event.id)
                 await self._to_file(trigger, event, f"delivery failed unexpectedly: {exc!r}", current_trace_id())
 
-    async def _attempts(self, trigger: Trigger, event: cloudevent.Event, span: trace.Span) -> None:
+    async def _attempts(self, trigger: Trigger, event: Event, span: trace.Span) -> None:
         """Post with the Trigger's retries and backoff; then the dead-letter sink."""
         attempts = 1 + trigger.delivery.retry
         for attempt in range(1, attempts + 1):
@@ -135,7 +131,7 @@ class Dispatcher:
         span.set_status(Status(StatusCode.ERROR, f"not delivered to {trigger.subscriber}"))
         await self._dead_letter(trigger, event, f"not delivered to {trigger.subscriber}: {problem}")
 
-    async def _dead_letter(self, trigger: Trigger, event: cloudevent.Event, reason: str) -> None:
+    async def _dead_letter(self, trigger: Trigger, event: Event, reason: str) -> None:
         sink = trigger.delivery.dead_letter_sink
         if sink is None:
             await self._to_file(trigger, event, reason, current_trace_id())
@@ -147,7 +143,7 @@ class Dispatcher:
         reason = f"{reason}; dead-letter sink {sink} failed too: {problem}"
         await self._to_file(trigger, event, reason, current_trace_id())
 
-    async def _to_file(self, trigger: Trigger, event: cloudevent.Event, reason: str, trace_id: str | None) -> None:
+    async def _to_file(self, trigger: Trigger, event: Event, reason: str, trace_id: str | None) -> None:
         """Keep `event` in the dead-letter file; LOST only when even that fails."""
         path = self._dead_letters.path
         try:
@@ -164,13 +160,15 @@ class Dispatcher:
             return
         log.warning("event %s dead-lettered to file %s (%s), traceid=%s", event.id, path, reason, trace_id)
 
-    async def _post(self, url: str, event: cloudevent.Event, trigger: Trigger) -> tuple[str | None, bool]:
+    async def _post(self, url: str, event: Event, trigger: Trigger) -> tuple[str | None, bool]:
         """POST `event` in binary mode, as Knative's broker filter does: (problem or None, worth retrying)."""
-        headers, body = cloudevent.to_http(event, "binary")
+        headers, body = to_http(event, "binary")
         try:
-            # client_spans.post makes the CLIENT span and injects its context into the headers.
             async with self._post_slots:
-                reply = await client_spans.post(self._client, url, headers, body, trigger.delivery.timeout or None)
+                with client_span(url, trigger.delivery.timeout or None) as post:
+                    # The broker's propagation step: the subscriber's SERVER span continues this CLIENT span.
+                    propagate.inject(headers)
+                    reply = await post(self._client, headers, body)
         except httpx.TimeoutException:
             return "timed out", True
         except Exception as exc:

@@ -1,11 +1,5 @@
 """`python -m first`: serve first on HOST:PORT (default 127.0.0.1:8080)."""
 
-from common.propagation import propagator_names
+from common.service.run import run
 
-# Checked before OpenTelemetry is imported, which reads OTEL_PROPAGATORS itself and would crash on a bad name.
-propagator_names()
-
-from common.server import serve  # noqa: E402
-from first.app import DEFAULT_PORT, create_app  # noqa: E402
-
-serve(create_app(), DEFAULT_PORT)
+run("first")

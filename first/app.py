@@ -1,4 +1,8 @@
-"""first's HTTP API: `GET /` and `POST /` each send one CloudEvent to the Broker."""
+"""first's HTTP API: `GET /` and `POST /` each send one CloudEvent to the Broker.
+
+Read this file first: it makes the PRODUCER span and holds the propagation step, the one line that puts the
+trace context on the outgoing event request. Then common/tracing/http_out.py (the CLIENT span around it).
+"""
 
 from __future__ import annotations
 
@@ -12,14 +16,14 @@ from fastapi.responses import JSONResponse
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from common import client_spans, cloudevent
-from common.event_context import sending, with_trace_extension
-from common.headers import format_headers
-from common.http_client import new_client
-from common.ids import current_trace_id, current_traceparent
-from common.messaging import event_attributes
-from common.receiving import MAX_EVENT_BYTES, answer_rejections, read_body
-from common.telemetry import FASTAPI_TELEMETRY, instrument_app, setup_telemetry
+from common.service.app import service_app
+from common.service.header_logging import format_headers
+from common.service.http_client import new_client
+from common.service.incoming import MAX_EVENT_BYTES, read_body
+from common.tracing.events import event_attributes, sending, trace_extension
+from common.tracing.http_out import client_span
+from common.tracing.setup import current_trace_id, current_traceparent
+from common.wire.cloudevents import Event, EventError, new_event, to_http
 from first.settings import Settings
 
 SERVICE = "first"
@@ -42,7 +46,6 @@ def _event_data(body: bytes, content_type: str | None, trace_id: str | None) -> 
 
 def create_app() -> FastAPI:
     settings = Settings.from_env()
-    telemetry = setup_telemetry(SERVICE)
     if not settings.propagate_context:
         log.warning("PROPAGATE_CONTEXT=false: events leave with no trace context, so each trace breaks at the broker")
     elif settings.trace_extension:
@@ -55,34 +58,26 @@ def create_app() -> FastAPI:
         async with new_client([settings.sink], timeout) as client:
             app.state.client = client
             yield
-        telemetry.shutdown()
 
-    app = FastAPI(
-        title=SERVICE, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, telemetry=FASTAPI_TELEMETRY
-    )
-
-    # No response model: building one costs ~25 ms of cold start (and imports pydantic.v1) for a fixed body.
-    @app.get("/healthz", response_model=None)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    app = service_app(SERVICE, lifespan)
 
     @app.api_route("/", methods=["GET", "POST"])
     async def send(request: Request) -> JSONResponse:
         log.info("%s", format_headers("Request headers:", request.headers.items()))
         trace_id = current_trace_id()
         data, content_type = _event_data(await read_body(request), request.headers.get("content-type"), trace_id)
-        attributes = {"type": EVENT_TYPE, "source": EVENT_SOURCE, "datacontenttype": content_type}
         try:
-            event, headers, body = cloudevent.build(attributes, data, settings.mode)
-        except cloudevent.EventError as exc:
+            event = new_event({"type": EVENT_TYPE, "source": EVENT_SOURCE, "datacontenttype": content_type}, data)
+        except EventError as exc:
             # The caller's Content-Type becomes datacontenttype, which must be a media type: say what is wrong.
             return JSONResponse({"error": exc.message}, status_code=exc.status)
         with tracer.start_as_current_span(
-            f"send {event.type}", kind=SpanKind.PRODUCER, attributes=event_attributes(event, "send")
+            f"send {event.type}", kind=SpanKind.PRODUCER, attributes=event_attributes(event, event.type, "send")
         ) as span:
             if settings.trace_extension:
-                event = with_trace_extension(event)
-                headers, body = cloudevent.to_http(event, settings.mode)
+                # The PRODUCER span's context inside the event too, where no hop rewrites it.
+                event = event.with_attributes(trace_extension())
+            headers, body = to_http(event, settings.mode)
             if len(body) > MAX_EVENT_BYTES:
                 # Structured mode carries the data inside JSON (escaped, or base64: a third more), which can push a
                 # body that fitted here past the broker's limit: say so now rather than relay the broker's 413.
@@ -93,11 +88,14 @@ def create_app() -> FastAPI:
                 span.set_status(Status(StatusCode.ERROR, message))
                 log.warning("event %s refused: %s", event.id, message)
                 return JSONResponse({"error": message, "event_id": event.id, "trace_id": trace_id}, status_code=413)
-            if settings.propagate_context:
-                propagate.inject(headers)
             try:
-                with sending(settings.propagate_context):
-                    reply = await client_spans.post(request.app.state.client, settings.sink, headers, body)
+                with sending(settings.propagate_context), client_span(settings.sink) as post:
+                    if settings.propagate_context:
+                        # THE PROPAGATION STEP, the lesson of the article: write the current (CLIENT) span's trace
+                        # context into the request's headers, as OTEL_PROPAGATORS says (traceparent and B3). The
+                        # broker's SERVER span continues from them; without this line the trace ends here.
+                        propagate.inject(headers)
+                    reply = await post(request.app.state.client, headers, body)
             except httpx.TimeoutException as exc:
                 return _broker_error(span, 504, f"broker at {settings.sink} did not answer in time", exc, event)
             except Exception as exc:
@@ -116,14 +114,10 @@ def create_app() -> FastAPI:
         log.info("%s", format_headers("Response headers:", response.headers.items()))
         return response
 
-    answer_rejections(app)
-    instrument_app(app)
     return app
 
 
-def _broker_error(
-    span: trace.Span, status: int, message: str, exc: Exception | None, event: cloudevent.Event
-) -> JSONResponse:
+def _broker_error(span: trace.Span, status: int, message: str, exc: Exception | None, event: Event) -> JSONResponse:
     span.set_status(Status(StatusCode.ERROR, message))
     if exc is not None:
         span.record_exception(exc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from common.settings import env_bool, env_choice, env_float, env_str, fail_startup
+from common.service.settings import env_bool, env_choice, env_float, env_str, fail_startup
 
 LOCAL_BROKER = "http://127.0.0.1:8082/default/default"
 

@@ -1,22 +1,25 @@
 """second's HTTP API: `POST /` receives CloudEvents in binary or structured mode; `POST /dead-letter` logs the
-events the Broker gave up delivering (the Trigger's deadLetterSink)."""
+events the Broker gave up delivering (the Trigger's deadLetterSink).
+
+The matching half of first's propagation step: the SERVER span around each request (common/tracing/http_in.py)
+has already extracted the trace context from the request's headers and continued it. Here the CONSUMER span
+joins it, or re-joins the producer's trace from the event itself when a hop dropped the headers
+(common/tracing/events.py).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from common import cloudevent
-from common.event_context import consumer_parent
-from common.ids import current_trace_id
-from common.messaging import event_attributes
-from common.receiving import answer_rejections, read_event
-from common.telemetry import FASTAPI_TELEMETRY, instrument_app, setup_telemetry
+from common.service.app import service_app
+from common.service.incoming import read_event
+from common.tracing.events import consumer_parent, event_attributes
+from common.tracing.setup import current_trace_id
+from common.wire.cloudevents import describe
 from second.dedupe import Redeliveries
 
 SERVICE = "second"
@@ -27,22 +30,8 @@ tracer = trace.get_tracer(SERVICE)
 
 
 def create_app() -> FastAPI:
-    telemetry = setup_telemetry(SERVICE)
     redeliveries = Redeliveries.from_env()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        telemetry.shutdown()
-
-    app = FastAPI(
-        title=SERVICE, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, telemetry=FASTAPI_TELEMETRY
-    )
-
-    # No response model: building one costs ~25 ms of cold start (and imports pydantic.v1) for a fixed body.
-    @app.get("/healthz", response_model=None)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    app = service_app(SERVICE)
 
     @app.post("/", status_code=204)
     async def receive(request: Request) -> Response:
@@ -58,15 +47,17 @@ def create_app() -> FastAPI:
                 current_trace_id(),
             )
             return Response(status_code=204)
-        parent, links = consumer_parent(event, request.headers)
+        # The extract's other half: the CONSUMER span's parent is the request's context (already extracted by the
+        # SERVER span), or the producer's from the event's traceparent extension when the request carried none.
+        parent, links = consumer_parent(event)
         with tracer.start_as_current_span(
             f"process {event.type}",
             context=parent,
             kind=SpanKind.CONSUMER,
-            attributes=event_attributes(event, "process"),
+            attributes=event_attributes(event, event.type, "process"),
             links=links,
         ):
-            log.info("%s", cloudevent.describe(event))
+            log.info("%s", describe(event))
             log.info("processed event %s, traceid=%s", event.id, current_trace_id())
         redeliveries.remember(event)
         # 204: Knative would treat a CloudEvent in the response body as a reply to route back to the Broker.
@@ -75,9 +66,7 @@ def create_app() -> FastAPI:
     @app.post("/dead-letter", status_code=204)
     async def dead_letter(request: Request) -> Response:
         event = await read_event(request)
-        log.warning("DEAD LETTER: %s\ntraceid=%s", cloudevent.describe(event), current_trace_id())
+        log.warning("DEAD LETTER: %s\ntraceid=%s", describe(event), current_trace_id())
         return Response(status_code=204)
 
-    answer_rejections(app)
-    instrument_app(app)
     return app

@@ -14,8 +14,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from common.cloudevent import Event
-from common.settings import env_float, env_int
+from common.service.settings import env_float, env_int
+from common.wire.cloudevents import Event
 
 
 def _key(event: Event) -> bytes:

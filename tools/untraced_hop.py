@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import httpx
 
-from common.settings import env_int, env_str, fail_startup
+from common.service.settings import env_int, env_str, fail_startup
 from tools.stack import Service, start_service, wait_healthy
 
 TRACE_HEADERS: Final = frozenset(

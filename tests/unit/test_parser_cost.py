@@ -21,9 +21,10 @@ from typing import Any
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from common.cloudevent import header_value
-from common.logs import escape
-from common.propagation import W3CTraceContext, parse_b3_multi, parse_b3_single, parse_traceparent, parse_tracestate
+from common.service.logs import escape
+from common.wire.b3 import parse_b3_multi, parse_b3_single
+from common.wire.cloudevents import header_value
+from common.wire.w3c import W3CTraceContext, parse_traceparent, parse_tracestate
 
 # Hypothesis's explain phase traces too; the count must be the only tracer.
 COST = settings(max_examples=40, deadline=None, phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink))

@@ -13,21 +13,11 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler
 from opentelemetry.trace import SpanContext
-from starlette.datastructures import Headers
 
-from common.propagation import (
-    B3,
-    HEADERS_GETTER,
-    B3Multi,
-    B3Single,
-    Sampling,
-    W3CTraceContext,
-    b3_from_context,
-    parse_b3_single,
-    parse_traceparent,
-    propagator_from_env,
-)
-from common.sampling import B3AwareSampler
+from common.tracing.http_in import GETTER, header_lists
+from common.tracing.propagators import propagator_from_env
+from common.wire.b3 import B3, B3AwareSampler, B3Multi, B3Single, Sampling, b3_from_context, parse_b3_single
+from common.wire.w3c import W3CTraceContext, parse_traceparent
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"
@@ -118,10 +108,10 @@ def test_two_traceparent_headers_start_a_new_trace(composite: TextMapPropagator)
 
 def test_request_headers_getter_sees_repeated_headers(composite: TextMapPropagator) -> None:
     raw = [(b"traceparent", f"00-{TRACE}-{SPAN}-01".encode()), (b"traceparent", f"00-{B3_TRACE}-{SPAN}-01".encode())]
-    assert _ids(composite.extract(Headers(raw=raw), getter=HEADERS_GETTER)) is None
-    assert _ids(composite.extract(Headers(raw=raw[:1]), getter=HEADERS_GETTER)) == (TRACE, SPAN)
+    assert _ids(composite.extract(header_lists(raw), getter=GETTER)) is None
+    assert _ids(composite.extract(header_lists(raw[:1]), getter=GETTER)) == (TRACE, SPAN)
     tracestate = [(b"tracestate", b"a=1"), (b"tracestate", b"b=2")]
-    found = composite.extract(Headers(raw=raw[:1] + tracestate), getter=HEADERS_GETTER)
+    found = composite.extract(header_lists(raw[:1] + tracestate), getter=GETTER)
     assert _span_context(found).trace_state.to_header() == "a=1,b=2"
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from broker.triggers import ConfigError, Delivery, Trigger, load_routing, parse_duration, parse_subscribers
-from common.cloudevent import Event
+from common.wire.cloudevents import Event
 from first.app import EVENT_SOURCE, EVENT_TYPE
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -23,7 +23,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_tracer = trace.get_tracer("common.server_spans")
+_tracer = trace.get_tracer(__name__)
 
 
 class _HeaderGetter(Getter[dict[str, list[str]]]):
@@ -34,10 +34,10 @@ class _HeaderGetter(Getter[dict[str, list[str]]]):
         return list(carrier)
 
 
-_GETTER = _HeaderGetter()
+GETTER = _HeaderGetter()
 
 
-def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, list[str]]:
+def header_lists(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, list[str]]:
     """ASGI header pairs as {lower-case name: [values]}: a header sent twice stays two values, as the
     propagators expect (two `traceparent` headers make an ambiguous context)."""
     headers: dict[str, list[str]] = {}
@@ -82,8 +82,8 @@ class ServerSpans:
         if scope["type"] != "http" or scope["path"] in self.excluded:
             await self.app(scope, receive, send)
             return
-        headers = _headers(scope["headers"])
-        parent = propagate.extract(headers, getter=_GETTER)
+        headers = header_lists(scope["headers"])
+        parent = propagate.extract(headers, getter=GETTER)
         method = scope["method"]
         span = _tracer.start_span(method, context=parent, kind=SpanKind.SERVER)
         token = context.attach(trace.set_span_in_context(span, parent))

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 from opentelemetry import trace
 
-from common.settings import env_choice, env_str
+from common.service.settings import env_choice, env_str
 
 _NO_TRACE = "0" * 32
 _NO_SPAN = "0" * 16

@@ -1,9 +1,20 @@
-"""CloudEvents 1.0 over HTTP: parse and validate what arrives, encode what leaves.
+"""CloudEvents 1.0 over HTTP read exactly as the specification says; events encoded with their data unchanged.
 
-The cloudevents SDK builds and encodes events well, but its parser fills in a missing `id` and `specversion`
-and does not check attribute types, so incoming events are validated here against the spec's rules
-(CloudEvents 1.0, its HTTP protocol binding in binary and structured content modes, and the JSON format).
-Every client mistake raises `EventError`, whose message names the attribute or header at fault.
+The upstream gap it fills: the cloudevents SDK (2.2) creates events well and is used for that (`new_event`
+fills id, time and specversion with it), but its HTTP binding
+- fills in a missing `id` and `specversion` and does not check attribute types, names or formats (time,
+  URI-references, media types, the String type's forbidden characters), so a malformed event would pass;
+- decodes JSON data and encodes it again, changing numbers such as 1e400 and losing repeated keys, where a
+  broker must forward the data as sent (docs/cloudevents.md);
+- refuses what Knative's broker (sdk-go) accepts, where this module accepts it and logs it (`Event.lenient`).
+So incoming events are validated here against CloudEvents 1.0, its HTTP protocol binding in binary and
+structured content modes and the JSON format, into one model, `Event`, whose data is the bytes on the wire;
+every service uses that model, and each event is encoded once, by `to_http`. Every client mistake raises
+`EventError`, whose message names the attribute or header at fault. Every size is capped before it is read
+(common/service/incoming.py) and parsing is linear (tests/unit/test_parser_cost.py).
+
+Delete the reading half (and read with `cloudevents.core.bindings.http`) when the SDK validates what it reads
+and keeps data as bytes: when tests/unit/test_cloudevent.py passes against it.
 """
 
 from __future__ import annotations
@@ -21,7 +32,7 @@ from urllib.parse import quote, unquote_to_bytes
 
 from cloudevents.core.v1.event import CloudEvent
 
-from common.logs import MASK, Block, escape
+from common.service.logs import MASK, Block, escape
 
 SPECVERSION: Final = "1.0"
 STRUCTURED_JSON: Final = "application/cloudevents+json"
@@ -109,8 +120,8 @@ class Event:
         value = self.attributes.get("subject")
         return None if value is None else str(value)
 
-    def with_attribute(self, name: str, value: str) -> Event:
-        return Event({**self.attributes, name: value}, self.data, self.mode, self.lenient)
+    def with_attributes(self, extra: Mapping[str, str]) -> Event:
+        return Event({**self.attributes, **extra}, self.data, self.mode, self.lenient)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -520,23 +531,16 @@ def _is_json_text(text: str) -> bool:
     return True
 
 
-def build(attributes: dict[str, Any], data: bytes, mode: str) -> tuple[Event, dict[str, str], bytes]:
-    """A CloudEvent 1.0 whose data is `data`, byte for byte, and its HTTP message in `mode`.
-
-    The SDK fills id, time and specversion; the data never goes through it (it would decode JSON and encode it
-    again, changing numbers such as 1e400 and losing repeated keys). The attributes pass the same checks as
-    what second receives.
-    """
+def new_event(attributes: dict[str, str], data: bytes) -> Event:
+    """A new CloudEvent 1.0 whose data is `data`, byte for byte: the SDK fills id, time and specversion, and the
+    attributes pass the same checks as what second receives. The data never goes through the SDK (it would
+    decode JSON and encode it again, changing numbers such as 1e400 and losing repeated keys)."""
     filled = {
         name: value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
         for name, value in CloudEvent(attributes=attributes).get_attributes().items()
         if value is not None
     }
-    event = Event(_validate(filled, []), data, mode)
-    headers, body = to_http(event, mode)
-    if "ce-id" not in headers:  # to_http chose structured mode (data that is itself a CloudEvent)
-        event = Event(event.attributes, data, "structured")
-    return event, headers, body
+    return Event(_validate(filled, []), data)
 
 
 SHOWN_EXTENSIONS: Final = frozenset(

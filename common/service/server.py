@@ -28,8 +28,8 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from common.server_spans import ASGIApp, Message, Receive, Scope, Send
-from common.settings import env_float, env_int, env_str
+from common.service.settings import env_float, env_int, env_str
+from common.tracing.http_in import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 

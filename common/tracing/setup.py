@@ -8,10 +8,11 @@ OTEL_TRACES_SAMPLER(_ARG) and OTEL_BSP_* (read by the SDK itself).
 When the process runs under `opentelemetry-instrument` (as the OpenTelemetry Operator injects it), the
 distro has already installed a tracer provider with its exporter and instrumented FastAPI and httpx: this
 module then steps aside instead of installing a second provider (which the API would refuse, losing our
-exporter) or instrumenting twice.
+exporter) or instrumenting twice. It still installs what makes both runs behave alike: the propagators of
+OTEL_PROPAGATORS (common/tracing/propagators.py) and the B3-aware sampler (common/wire/b3.py).
 
-Otherwise the SERVER and CLIENT spans come from common.server_spans and common.client_spans, not from the
-FastAPI and httpx instrumentors: they cost less than half as much per request (docs/bench.md).
+Otherwise the SERVER and CLIENT spans come from common/tracing/http_in.py and http_out.py, not from FastAPI's
+own telemetry and the httpx instrumentor: each module says what it saves, measured, and when to delete it.
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter, SpanExportResult
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from common.logs import setup_logging
-from common.propagation import propagator_from_env
-from common.sampling import sampler_from_env
-from common.server_spans import ServerSpans
-from common.settings import env_choice, env_float, env_str, fail_startup
+from common.service.logs import setup_logging
+from common.service.settings import env_choice, env_float, env_str, fail_startup
+from common.tracing.http_in import ServerSpans
+from common.tracing.propagators import propagator_from_env
+from common.wire.b3 import B3AwareSampler, sampler_from_env
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,8 @@ log = logging.getLogger(__name__)
 EXCLUDED_PATHS = ("/healthz",)
 
 FASTAPI_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
-"""Every app's `FastAPI(telemetry=...)`: FastAPI's own telemetry off, since common.server_spans makes the SERVER
-spans (both would make two per request)."""
+"""Every app's `FastAPI(telemetry=...)`: FastAPI's own telemetry off, since common/tracing/http_in.py makes the
+SERVER spans (both would make two per request)."""
 
 
 class SpanCounter(SpanProcessor):
@@ -149,6 +151,11 @@ def setup_telemetry(default_name: str) -> Telemetry:
     existing = trace.get_tracer_provider()
     if isinstance(existing, TracerProvider):
         log.info("tracer provider already installed (opentelemetry-instrument?): using it")
+        # The distro built its sampler from OTEL_TRACES_SAMPLER without B3's "defer": wrap it, so a request with
+        # B3 ids and no decision is sampled the same in both runs. Tracers made from now on (the SERVER spans'
+        # among them) take the provider's sampler; the ones made before only ever see local parents.
+        if not isinstance(existing.sampler, B3AwareSampler):
+            existing.sampler = B3AwareSampler(existing.sampler)
         # Still ours to flush on SIGTERM: uvicorn ends by re-raising the signal, so the distro's atexit flush
         # never runs and the spans still batched would be lost.
         return Telemetry(name, existing)
@@ -181,3 +188,19 @@ def check_endpoint_setting() -> None:
     endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
     if endpoint and "://" not in endpoint:
         fail_startup(f"OTEL_EXPORTER_OTLP_ENDPOINT={endpoint!r} must be a URL such as http://localhost:4318")
+
+
+_W3C = TraceContextTextMapPropagator()
+
+
+def current_trace_id() -> str | None:
+    """The trace id as the services show it to people: 32 lower-hex digits, or None outside any trace."""
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else None
+
+
+def current_traceparent() -> str | None:
+    """The W3C traceparent of the current span, for the article's `Traceparent` response header."""
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier)
+    return carrier.get("traceparent")

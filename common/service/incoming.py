@@ -8,8 +8,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
-from common import cloudevent
-from common.settings import env_int
+from common.service.settings import env_int
+from common.wire import cloudevents
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +65,11 @@ async def read_body(request: Request) -> bytes:
     return bytes(body)
 
 
-async def read_event(request: Request) -> cloudevent.Event:
+async def read_event(request: Request) -> cloudevents.Event:
     body = await read_body(request)
     try:
-        event = cloudevent.parse(request.headers, body)
-    except cloudevent.EventError as exc:
+        event = cloudevents.parse(request.headers, body)
+    except cloudevents.EventError as exc:
         log.warning("rejected event: %s", exc.message)
         raise Rejected(problem(exc.status, exc.message)) from None
     for leniency in event.lenient:

@@ -13,22 +13,16 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 
-from common.logs import MASK, Block, escape
+from common.service.logs import MASK, Block, escape
+from common.tracing.propagators import TRACE_HEADERS
 
 __all__ = ["MASK", "format_headers", "is_secret"]
 
 SHOWN: frozenset[str] = frozenset(
     {
         # Trace context: what the demo is about.
-        "traceparent",
-        "tracestate",
-        "b3",
-        "x-b3-traceid",
-        "x-b3-spanid",
-        "x-b3-parentspanid",
-        "x-b3-sampled",
-        "x-b3-flags",
-        # CloudEvents binary mode: the attributes the spec defines (extensions are masked, see cloudevent).
+        *TRACE_HEADERS,
+        # CloudEvents binary mode: the attributes the spec defines (extensions are masked: common/wire).
         "ce-id",
         "ce-source",
         "ce-specversion",
