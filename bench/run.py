@@ -36,7 +36,10 @@ from bench.proc_stats import cpu_seconds, rss_mb
 from tools.otlp_receiver import Receiver
 from tools.stack import ROOT, SERVICES, Service, Stack, free_port, start_service
 
-VARIANTS = ("untraced", "traced", "bare")
+VARIANTS: tuple[str, ...] = ("untraced", "traced", "bare")
+LIBRARY_VARIANTS = ("traced", "library")
+"""`--library WHAT`: the demo as it is against the demo with the library's instrumentation or propagators in place
+of the hand-made ones (bench/library.py), to decide which hand-made part keeps its place."""
 DEFAULT_OUT = ROOT / "bench" / "results" / "latest.json"
 _SPANS_ENDED = re.compile(r"telemetry: (\d+) spans ended")
 _QUEUE_FULL = "Queue full, dropping"
@@ -60,6 +63,8 @@ class Settings:
     cold_starts: int = 3
     """Starts of each service per run; its cold-start numbers are their median (one start is too noisy)."""
     profile_dir: Path | None = None
+    library: str = ""
+    """`--library`: what bench/library.py replaces with the library's own (server, client, propagators)."""
     """When set, py-spy samples every service during round 1's measured load into this folder."""
 
 
@@ -139,6 +144,9 @@ def _start(variant: str, settings: Settings, receiver: Receiver | None, log_dir:
             if variant == "bare":
                 ports = {n: stack.ports.setdefault(n, free_port()) for n in SERVICES}
                 env, command = _bare_env(name, ports), [sys.executable, "-m", "bench.bare_chain"]
+            elif variant == "library":
+                env = {**stack.environment(name), "BENCH_LIBRARY": settings.library}
+                command = [sys.executable, "-m", "bench.library", name]
             else:
                 env, command = stack.environment(name), None
             times: list[tuple[float, float]] = []
@@ -175,7 +183,7 @@ def _start(variant: str, settings: Settings, receiver: Receiver | None, log_dir:
 def _one_run(variant: str, round_number: int, settings: Settings, log_root: Path) -> Run:
     log_dir = log_root / f"{round_number}-{variant}"
     log_dir.mkdir()
-    receiver = Receiver().start() if variant == "traced" else None
+    receiver = Receiver().start() if variant in LIBRARY_VARIANTS else None
     loadavg = float(Path("/proc/loadavg").read_text().split()[0])
     try:
         stack, run = _start(variant, settings, receiver, log_dir)
@@ -253,7 +261,7 @@ def summarize(runs: list[Run]) -> dict[str, Any]:
         }
         for metric in ("healthz_s", "startup_cpu_s", "cpu_ms_per_request", "rss_after_warmup_mb", "rss_after_load_mb"):
             entry[metric] = {name: _median([getattr(r, metric)[name] for r in mine]) for name in SERVICES}
-        if variant == "traced":
+        if variant in LIBRARY_VARIANTS:
             known = all(r.spans_ended is not None for r in mine)
             ended = sum(r.spans_ended or 0 for r in mine)
             received = sum(r.spans_received or 0 for r in mine)
@@ -278,6 +286,9 @@ def _paired(runs: list[Run], numerator: str, denominator: str, value: Any) -> fl
 def ratios(runs: list[Run]) -> dict[str, float]:
     """Traced against untraced and against the bare floor, each paired within its round, then the median."""
     result = {
+        "library_vs_traced_rps": _paired(runs, "library", "traced", lambda r: r.load.rps),
+        "library_vs_traced_cpu": _paired(runs, "library", "traced", lambda r: sum(r.cpu_ms_per_request.values())),
+        "library_vs_traced_p50": _paired(runs, "library", "traced", lambda r: r.load.p50_ms),
         "traced_vs_untraced_rps": _paired(runs, "traced", "untraced", lambda r: r.load.rps),
         "traced_vs_bare_rps": _paired(runs, "traced", "bare", lambda r: r.load.rps),
         "untraced_vs_bare_rps": _paired(runs, "untraced", "bare", lambda r: r.load.rps),
@@ -355,7 +366,7 @@ def _row(label: str, values: list[float | None], fmt: str) -> str:
 
 def table(summary: dict[str, Any], ratio: dict[str, float]) -> str:
     """The medians side by side, with traced/untraced and traced/bare."""
-    u, t, b = (summary.get(v, {}) for v in VARIANTS)
+    u, t, b = (summary.get(v, {}) for v in ("untraced", "traced", "bare"))
 
     def row(label: str, pick: Any, fmt: str = ".1f") -> str:
         values = [pick(x) if x else None for x in (u, t, b)]
@@ -415,6 +426,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-starts", type=int, default=3, help="starts of each service per run (default 3)")
     parser.add_argument("--quick", action="store_true", help="one short round: checks the bench, measures little")
     parser.add_argument(
+        "--library",
+        metavar="WHAT",
+        help="traced against the library's own WHAT instead (server, client, propagators; comma-separated)",
+    )
+    parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="py-spy profiles of round 1 into DIR (slows that round)"
     )
     args = parser.parse_args(argv)
@@ -430,7 +446,11 @@ def main(argv: list[str] | None = None) -> int:
         generator=pick_generator(args.generator),
         cold_starts=args.cold_starts,
         profile_dir=args.profile,
+        library=args.library or "",
     )
+    if settings.library:
+        global VARIANTS  # noqa: PLW0603 - the one run-wide choice of what is compared
+        VARIANTS = LIBRARY_VARIANTS
     print(
         f"==> bench: {settings.rounds} round(s) of {', '.join(VARIANTS)}; load generator: {settings.generator}, "
         f"{settings.concurrency} connections, {settings.duration:g}s (+{settings.warmup:g}s warm-up) each"
@@ -461,6 +481,14 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(table(summary, ratio))
+    if settings.library:
+        lib, hand = summary["library"], summary["traced"]
+        print(
+            f"library ({settings.library}) against hand-made, medians: {lib['rps']:.0f} / {hand['rps']:.0f} req/s, "
+            f"CPU {lib['cpu_ms_per_request_total']:.2f} / {hand['cpu_ms_per_request_total']:.2f} ms a request; "
+            f"paired ratios: rps {ratio['library_vs_traced_rps']:.3f}, CPU {ratio['library_vs_traced_cpu']:.3f}, "
+            f"p50 {ratio['library_vs_traced_p50']:.3f}"
+        )
     for name, g in goal.items():
         print(f"goal {name}: {g['value']:.2f} (target {g['target']}): {'met' if g['met'] else 'NOT met'}")
     print(f"==> numbers written to {args.out}")

@@ -30,10 +30,6 @@ def _arrival_time() -> str:
 
 def create_app() -> FastAPI:
     settings = Settings.from_env()
-    for t in settings.routing.triggers:
-        log.info("trigger %s: broker %s, filter %s -> %s", t.name, t.broker, dict(t.filter), t.subscriber)
-    log.info("events this broker gives up on are kept in %s (DEAD_LETTER_FILE)", settings.dead_letters.path)
-
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         destinations = [t.subscriber for t in settings.routing.triggers]
@@ -44,6 +40,9 @@ def create_app() -> FastAPI:
             await app.state.dispatcher.drain(settings.drain_timeout)
 
     app = service_app(SERVICE, lifespan)
+    for t in settings.routing.triggers:
+        log.info("trigger %s: broker %s, filter %s -> %s", t.name, t.broker, dict(t.filter), t.subscriber)
+    log.info("events this broker gives up on are kept in %s (DEAD_LETTER_FILE)", settings.dead_letters.path)
 
     @app.post("/{namespace}/{name}")
     async def ingress(namespace: str, name: str, request: Request) -> Response:

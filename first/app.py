@@ -46,10 +46,6 @@ def _event_data(body: bytes, content_type: str | None, trace_id: str | None) -> 
 
 def create_app() -> FastAPI:
     settings = Settings.from_env()
-    if not settings.propagate_context:
-        log.warning("PROPAGATE_CONTEXT=false: events leave with no trace context, so each trace breaks at the broker")
-    elif settings.trace_extension:
-        log.info("EVENT_TRACE_EXTENSION=true: events also carry traceparent as a CloudEvents extension attribute")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,6 +56,10 @@ def create_app() -> FastAPI:
             yield
 
     app = service_app(SERVICE, lifespan)
+    if not settings.propagate_context:
+        log.warning("PROPAGATE_CONTEXT=false: events leave with no trace context, so each trace breaks at the broker")
+    elif settings.trace_extension:
+        log.info("EVENT_TRACE_EXTENSION=true: events also carry traceparent as a CloudEvents extension attribute")
 
     @app.api_route("/", methods=["GET", "POST"])
     async def send(request: Request) -> JSONResponse:
