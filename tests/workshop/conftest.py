@@ -19,7 +19,7 @@ from tools.otlp_receiver import Receiver
 from tools.stack import ROOT, Service, Stack, free_port, running_all, start_service
 
 FAST_EXPORT = {"OTEL_BSP_SCHEDULE_DELAY": "50"}
-SINK_PATHS = ("/broken", "/binary", "/structured", "/zero-code")
+SINK_PATHS = ("/broken", "/binary", "/structured", "/zero-code", "/b3-defer-code", "/b3-defer-zero-code")
 """Paths of the recording sink: each lone first posts its events to its own."""
 
 

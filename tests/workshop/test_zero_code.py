@@ -3,16 +3,21 @@ provider, so nothing is instrumented twice, and still flushes that provider on S
 
 from __future__ import annotations
 
+import secrets
 import signal
 import subprocess
+import sys
+from collections.abc import Iterator
 
 import httpx
+import pytest
 
 from tests.faults.peers import Peer
 from tests.support import poll_until
+from tools import zero_code
 from tools.otlp_receiver import Receiver
 from tools.spans import Span
-from tools.stack import Service
+from tools.stack import Service, free_port, running_all, start_service
 
 STEPPED_ASIDE = "tracer provider already installed"
 
@@ -64,3 +69,43 @@ def test_one_span_each_and_all_of_them_flushed_at_sigterm(
     for service in (first, second):
         assert STEPPED_ASIDE in service.log(), f"{service.name} should use the distro's provider:\n{service.log()}"
         assert "Overriding of current TracerProvider is not allowed" not in service.log()
+
+
+@pytest.fixture(scope="module")
+def b3_firsts(sink: Peer, receiver: Receiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Service]]:
+    """first in code and under opentelemetry-instrument, each posting to its own path of the recording sink."""
+    log_dir = tmp_path_factory.mktemp("b3-defer")
+    services = {}
+    for mode in ("code", "zero-code"):
+        env = {
+            "OTEL_SERVICE_NAME": "first",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "50",
+            "K_SINK": f"{sink.url}/b3-defer-{mode}",
+            **(zero_code.ENV if mode == "zero-code" else {}),
+        }
+        command = [*zero_code.LAUNCHER, sys.executable, "-m", "first"] if mode == "zero-code" else None
+        services[mode] = start_service("first", free_port(), env, log_dir / f"{mode}.log", command=command)
+    with running_all(services) as healthy:
+        yield healthy
+
+
+@pytest.mark.parametrize("mode", ["code", "zero-code"])
+def test_b3_defer_is_sampled_here_in_both_runs(
+    mode: str, b3_firsts: dict[str, Service], sink: Peer, receiver: Receiver
+) -> None:
+    """B3 ids with no sampling decision ("defer"): this service's sampler decides, as for a new trace, keeping the
+    caller's trace id; under opentelemetry-instrument too, where the distro's sampler alone would drop it."""
+    trace_id, span_id = secrets.token_hex(16), secrets.token_hex(8)
+    reply = httpx.get(b3_firsts[mode].url + "/", headers={"X-B3-TraceId": trace_id, "X-B3-SpanId": span_id}, timeout=10)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["trace_id"] == trace_id
+
+    def server_span() -> Span | None:
+        found = [s for s in receiver.spans(trace_id) if s.service == "first" and s.kind == "SERVER"]
+        return found[0] if found else None
+
+    span = poll_until(server_span, 10, f"first's SERVER span of the deferred B3 trace {trace_id} ({mode})")
+    assert span.parent_id == span_id, "the span continues the caller's B3 span"
+    sent = sink.at(f"/b3-defer-{mode}")[-1].headers
+    assert sent["x-b3-traceid"] == trace_id and sent["x-b3-sampled"] == "1", "the decision goes downstream"
