@@ -7,6 +7,7 @@ contract says: `.venv/bin/python -m <service>` from the repo root, configured by
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -25,10 +26,27 @@ SERVICES = ("second", "broker", "first")
 """Start order: each service's downstream first, so nothing is sent before its receiver listens."""
 
 
+# Below Linux's ephemeral range (32768-60999): the kernel gives those to outgoing connections, and one of them
+# could take a port between this check and the service binding it ("address already in use").
+PORT_RANGE = (20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on now, outside the range outgoing connections are given."""
+    for _ in range(200):
+        port = random.randrange(*PORT_RANGE)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port on 127.0.0.1 in {PORT_RANGE}")
+
+
+def address_in_use(service: Service) -> bool:
+    """The service exited because its port was taken (uvicorn's bind error)."""
+    return service.process.poll() is not None and "address already in use" in service.log().lower()
 
 
 def wait_healthy(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> float:
