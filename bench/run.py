@@ -414,7 +414,7 @@ def table(summary: dict[str, Any], ratio: dict[str, float]) -> str:
         )
     lines.append(
         "paired ratios (median of per-round ratios): "
-        + ", ".join(f"{k}={v:.2f}" for k, v in ratio.items() if k.endswith(("rps", "cold_start", "cpu")))
+        + (", ".join(f"{k}={v:.2f}" for k, v in ratio.items() if v and k.endswith(("rps", "cold_start", "cpu"))) or "-")
     )
     lines.append(
         "machine load average (1 min) at the runs' start: "
