@@ -31,17 +31,23 @@ SERVICES = ("second", "broker", "first")
 PORT_RANGE = (20000, 32000)
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on now, outside the range outgoing connections are given."""
+def free_port(count: int = 1) -> int:
+    """A loopback port nothing listens on now (and the `count` - 1 after it), outside the range outgoing
+    connections are given: make run puts second, broker and the untraced hop right after first."""
     for _ in range(200):
-        port = random.randrange(*PORT_RANGE)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+        port = random.randrange(PORT_RANGE[0], PORT_RANGE[1] - count)
+        if all(_bindable(p) for p in range(port, port + count)):
             return port
-    raise RuntimeError(f"no free port on 127.0.0.1 in {PORT_RANGE}")
+    raise RuntimeError(f"no {count} free ports in a row on 127.0.0.1 in {PORT_RANGE}")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def address_in_use(service: Service) -> bool:
