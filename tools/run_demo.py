@@ -11,6 +11,7 @@ hop that drops trace headers sits between the broker and second), --zero-code (o
 from __future__ import annotations
 
 import argparse
+import io
 import re
 import signal
 import socket
@@ -261,6 +262,9 @@ class Demo:
 
 def main() -> int:
     args = _arguments()
+    # Each line as it is printed, also through a pipe (make run | tee): this is a live report.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
     try:
         demo = Demo.start(args)
     except StartFailed as failed:

@@ -35,7 +35,7 @@ def free_port(count: int = 1) -> int:
     """A loopback port nothing listens on now (and the `count` - 1 after it), outside the range outgoing
     connections are given: make run puts second, broker and the untraced hop right after first."""
     for _ in range(200):
-        port = random.randrange(PORT_RANGE[0], PORT_RANGE[1] - count)
+        port = random.randrange(PORT_RANGE[0], PORT_RANGE[1] - count)  # noqa: S311 (a port to try, not a secret)
         if all(_bindable(p) for p in range(port, port + count)):
             return port
     raise RuntimeError(f"no {count} free ports in a row on 127.0.0.1 in {PORT_RANGE}")
