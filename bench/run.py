@@ -428,7 +428,8 @@ def order(round_number: int) -> tuple[str, ...]:
     return VARIANTS if round_number % 2 else tuple(reversed(VARIANTS))
 
 
-def main(argv: list[str] | None = None) -> int:
+def arguments() -> argparse.ArgumentParser:
+    """bench/run.py's options (BENCH_FLAGS); docs/bench.md's commands are checked against them."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=3, help="alternations of untraced/traced/bare (default 3)")
     parser.add_argument("--concurrency", type=int, default=8, help="connections kept busy (default 8)")
@@ -448,6 +449,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="py-spy profiles of round 1 into DIR (slows that round)"
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = arguments()
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.duration, args.warmup, args.cold_starts = 1, 1.0, 0.0, 1
