@@ -71,7 +71,8 @@ echo "==> creating $venv with $python (Python ${found%% *})"
 if ! "$python" -m venv "$venv" 2>/dev/null; then
 	rm -rf "$venv"
 	# Debian and Ubuntu ship the venv module apart from Python.
-	package=python${found%.*}-venv
+	version=${found%% *}
+	package=python${version%.*}-venv
 	if ! command -v apt-get >/dev/null || [ "$(id -u)" != 0 ]; then
 		fail "$python has no working venv module. On Debian/Ubuntu: sudo apt-get install $package; then run make again"
 	fi

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
 
 from tests.make.sandbox import Sandbox, fake_python_310, lock_lines
@@ -70,3 +72,28 @@ def test_run_only_and_full_installs_take_turns_in_one_venv(tmp_path: Path) -> No
     (sandbox.root / "requirements" / "runtime.txt").touch()
     after = sandbox.make("install", timeout=300)
     assert "runtime lock" in after.stdout and "development lock" in after.stdout, after
+
+
+def test_make_says_it_will_run_apt_get_before_it_does(tmp_path: Path) -> None:
+    """A Debian Python without its venv module: make names the package and says it will use apt-get first."""
+    sandbox = Sandbox.create(tmp_path, SMALL_LOCKS)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    python = bin_dir / "python3.11"
+    python.write_text(
+        f"#!{sys.executable}\nimport sys\n"
+        "if sys.argv[1:2] != ['-c']:\n    sys.exit('No module named venv')\n"
+        "code = sys.argv[2]\nsys.argv = ['-c', *sys.argv[3:]]\nexec(compile(code, '<string>', 'exec'))\n"
+    )
+    python.chmod(0o755)
+    apt_get = bin_dir / "apt-get"
+    apt_get.write_text(f'#!/bin/sh\necho "apt-get $*"; echo "$*" >> {tmp_path}/apt-calls\n')
+    apt_get.chmod(0o755)
+    made = sandbox.make("install", f"PYTHON={python}", env={"PATH": f"{bin_dir}:{os.environ['PATH']}"}, timeout=60)
+    assert made.returncode != 0, "the stand-in Python still has no venv module after apt-get"
+    if os.getuid() != 0:
+        assert "sudo apt-get install python3.11-venv" in made.stderr, made
+        return
+    said = made.stdout.index("has no venv module: installing python3.11-venv with apt-get")
+    assert said < made.stdout.index("apt-get update"), made.stdout
+    assert (tmp_path / "apt-calls").read_text().splitlines() == ["update -qq", "install -y -qq python3.11-venv"]
