@@ -34,13 +34,18 @@ from bench import profile
 from bench.load import LoadResult, pick_generator, run_load
 from bench.proc_stats import cpu_seconds, rss_mb
 from tools.otlp_receiver import Receiver
-from tools.stack import ROOT, SERVICES, Service, Stack, free_port, start_service
+from tools.stack import ROOT, SERVICES, Service, Stack, address_in_use, free_port, start_service
 
 VARIANTS: tuple[str, ...] = ("untraced", "traced", "bare")
 LIBRARY_VARIANTS = ("traced", "library")
 """`--library WHAT`: the demo as it is against the demo with the library's instrumentation or propagators in place
 of the hand-made ones (bench/library.py), to decide which hand-made part keeps its place."""
-DEFAULT_OUT = ROOT / "bench" / "results" / "latest.json"
+RESULTS = ROOT / "bench" / "results"
+DEFAULT_OUT = RESULTS / "last-run.json"
+"""Untracked (.gitignore): a run changes nothing in git unless it is asked to (--save-reference)."""
+REFERENCE = RESULTS / "latest.json"
+"""The committed reference run that docs/bench.md and the README quote."""
+PORT_ATTEMPTS = 3
 _SPANS_ENDED = re.compile(r"telemetry: (\d+) spans ended")
 _QUEUE_FULL = "Queue full, dropping"
 
@@ -130,6 +135,26 @@ def _bare_env(name: str, ports: dict[str, int]) -> dict[str, str]:
     return env
 
 
+def _cold_start(
+    stack: Stack, name: str, env: dict[str, str], log_path: Path, command: list[str] | None
+) -> tuple[float, Service]:
+    """Start `name` and wait for its first 200 on /healthz; the seconds that took. A service is started again on
+    the same port for each cold start: if another process took the port meanwhile, start it on a new one (none
+    of its callers has started yet), so the run is not lost."""
+    for _ in range(PORT_ATTEMPTS):
+        launched = time.monotonic()
+        service = start_service(name, stack.ports[name], env, log_path, command=command)
+        stack.services[name] = service
+        try:
+            return _wait_200(service, "/healthz", 30.0, launched), service
+        except RuntimeError:
+            if not address_in_use(service):
+                raise
+        print(f"    {name}: port {stack.ports[name]} was taken meanwhile; starting it on another")
+        stack.ports[name] = free_port()
+    raise RuntimeError(f"{name}: its port was taken {PORT_ATTEMPTS} times in a row")
+
+
 def _start(variant: str, settings: Settings, receiver: Receiver | None, log_dir: Path) -> tuple[Stack, Run]:
     """Start the three processes one at a time, downstream first (each alone, as Knative starts a pod), then
     send the first request through the chain; the cold-start part of the run."""
@@ -151,10 +176,8 @@ def _start(variant: str, settings: Settings, receiver: Receiver | None, log_dir:
                 env, command = stack.environment(name), None
             times: list[tuple[float, float]] = []
             for attempt in range(settings.cold_starts):
-                launched = time.monotonic()
-                service = start_service(name, stack.ports[name], env, log_path, command=command)
-                stack.services[name] = service
-                times.append((_wait_200(service, "/healthz", 30.0, launched), cpu_seconds(service.process.pid)))
+                took, service = _cold_start(stack, name, env, log_path, command)
+                times.append((took, cpu_seconds(service.process.pid)))
                 if attempt < settings.cold_starts - 1:
                     service.process.terminate()
                     service.process.wait(15)
@@ -372,7 +395,8 @@ def table(summary: dict[str, Any], ratio: dict[str, float]) -> str:
         values = [pick(x) if x else None for x in (u, t, b)]
         over = [values[1] / values[0] if values[0] and values[1] is not None else None]
         over.append(values[1] / values[2] if values[2] and values[1] is not None else None)
-        return _row(label, [*values, *over], fmt)
+        # Ratios always with two decimals: 0.70 and 0.26 are not "1" and "0".
+        return _row(label, values, fmt) + "".join(f"{'-' if v is None else format(v, '.2f'):>12}" for v in over)
 
     lines = [
         _row("", [], "") + "".join(f"{h:>12}" for h in ("untraced", "traced", "bare", "tr/untr", "tr/bare")),
@@ -401,7 +425,7 @@ def table(summary: dict[str, Any], ratio: dict[str, float]) -> str:
         )
     lines.append(
         "paired ratios (median of per-round ratios): "
-        + ", ".join(f"{k}={v:.2f}" for k, v in ratio.items() if k.endswith(("rps", "cold_start", "cpu")))
+        + (", ".join(f"{k}={v:.2f}" for k, v in ratio.items() if v and k.endswith(("rps", "cold_start", "cpu"))) or "-")
     )
     lines.append(
         "machine load average (1 min) at the runs' start: "
@@ -415,14 +439,22 @@ def order(round_number: int) -> tuple[str, ...]:
     return VARIANTS if round_number % 2 else tuple(reversed(VARIANTS))
 
 
-def main(argv: list[str] | None = None) -> int:
+def arguments() -> argparse.ArgumentParser:
+    """bench/run.py's options (BENCH_FLAGS); docs/bench.md's commands are checked against them."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=3, help="alternations of untraced/traced/bare (default 3)")
     parser.add_argument("--concurrency", type=int, default=8, help="connections kept busy (default 8)")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of measured load per run (default 8)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured load first (default 2)")
     parser.add_argument("--generator", choices=("auto", "wrk", "hey", "python"), default="auto")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results (default {DEFAULT_OUT})")
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"JSON results (default {_shown(DEFAULT_OUT)}, untracked)"
+    )
+    parser.add_argument(
+        "--save-reference",
+        action="store_true",
+        help=f"also write a complete run to {_shown(REFERENCE)}, the committed reference run",
+    )
     parser.add_argument("--cold-starts", type=int, default=3, help="starts of each service per run (default 3)")
     parser.add_argument("--quick", action="store_true", help="one short round: checks the bench, measures little")
     parser.add_argument(
@@ -433,6 +465,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="py-spy profiles of round 1 into DIR (slows that round)"
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = arguments()
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.duration, args.warmup, args.cold_starts = 1, 1.0, 0.0, 1
@@ -456,42 +493,37 @@ def main(argv: list[str] | None = None) -> int:
         f"{settings.concurrency} connections, {settings.duration:g}s (+{settings.warmup:g}s warm-up) each"
     )
     runs: list[Run] = []
-    started = datetime.now(UTC)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    failure = None
     with TemporaryDirectory(prefix="bench-") as tmp:
-        for number in range(1, settings.rounds + 1):
-            for variant in order(number):
-                run = _one_run(variant, number, settings, Path(tmp))
-                runs.append(run)
-                print(
-                    f"    round {number} {variant:<9} {run.load.rps:8.0f} req/s  p50 {run.load.p50_ms:6.2f} ms  "
-                    f"p99 {run.load.p99_ms:6.2f} ms  first /healthz {run.healthz_s['first']:.3f}s"
-                )
-    summary = summarize(runs)
-    ratio = ratios(runs)
-    goal = goals(summary, ratio)
-    result = {
-        "started": started.isoformat(timespec="seconds"),
-        "machine": machine(),
-        "settings": {**asdict(settings), "profile_dir": str(settings.profile_dir or "") or None},
-        "summary": summary,
-        "ratios": ratio,
-        "goals": goal,
-        "runs": [asdict(r) for r in runs],
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(table(summary, ratio))
+        try:
+            for number in range(1, settings.rounds + 1):
+                for variant in order(number):
+                    run = _one_run(variant, number, settings, Path(tmp))
+                    runs.append(run)
+                    # Written after every run: a later failure (or Ctrl-C) loses nothing already measured.
+                    write(args.out, result(started, settings, runs))
+                    print(
+                        f"    round {number} {variant:<9} {run.load.rps:8.0f} req/s  p50 {run.load.p50_ms:6.2f} ms  "
+                        f"p99 {run.load.p99_ms:6.2f} ms  first /healthz {run.healthz_s['first']:.3f}s"
+                    )
+        except (RuntimeError, OSError, TimeoutError, KeyboardInterrupt) as exc:
+            failure = f"{type(exc).__name__}: {exc}".strip()
+    if not runs:
+        print(f"error: the first run failed, nothing was measured: {failure}", file=sys.stderr)
+        return 1
+    final = result(started, settings, runs, failure)
+    write(args.out, final)
+    print(table(final["summary"], final["ratios"]))
     if settings.library:
-        lib, hand = summary["library"], summary["traced"]
+        lib, hand, ratio = final["summary"]["library"], final["summary"]["traced"], final["ratios"]
         print(
             f"library ({settings.library}) against hand-made, medians: {lib['rps']:.0f} / {hand['rps']:.0f} req/s, "
             f"CPU {lib['cpu_ms_per_request_total']:.2f} / {hand['cpu_ms_per_request_total']:.2f} ms a request; "
             f"paired ratios: rps {ratio['library_vs_traced_rps']:.3f}, CPU {ratio['library_vs_traced_cpu']:.3f}, "
             f"p50 {ratio['library_vs_traced_p50']:.3f}"
         )
-    for name, g in goal.items():
-        print(f"goal {name}: {g['value']:.2f} (target {g['target']}): {'met' if g['met'] else 'NOT met'}")
-    print(f"==> numbers written to {args.out}")
+    print(f"==> every number in {_shown(args.out)}")
     if settings.profile_dir is not None:
         print(
             f"==> profiles in {settings.profile_dir}; top frames: python -m bench.profile {settings.profile_dir}/*.txt"
@@ -499,7 +531,59 @@ def main(argv: list[str] | None = None) -> int:
     failed = sum(r.load.non_2xx + r.load.errors for r in runs)
     if failed:
         print(f"warning: {failed} requests failed during the load: the numbers above are suspect", file=sys.stderr)
+    if failure is not None:
+        print(
+            f"error: a run failed after {len(runs)} finished (kept in {_shown(args.out)}): {failure}", file=sys.stderr
+        )
+        return 1
+    if args.save_reference:
+        write(REFERENCE, final)
+        print(f"==> saved as the reference run: {_shown(REFERENCE)} (commit it with docs/bench.md's numbers)")
+    print(conclusion(final["summary"], final["ratios"], final["goals"]))
     return 0
+
+
+def result(started: str, settings: Settings, runs: list[Run], failure: str | None = None) -> dict[str, Any]:
+    """Everything a run of the bench measured, as written to JSON."""
+    summary = summarize(runs)
+    ratio = ratios(runs)
+    return {
+        "started": started,
+        "machine": machine(),
+        "settings": {**asdict(settings), "profile_dir": str(settings.profile_dir or "") or None},
+        "summary": summary,
+        "ratios": ratio,
+        "goals": goals(summary, ratio),
+        "failure": failure,
+        "runs": [asdict(r) for r in runs],
+    }
+
+
+def write(path: Path, numbers: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(numbers, indent=2) + "\n")
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def conclusion(summary: dict[str, Any], ratio: dict[str, float], goal: dict[str, dict[str, Any]]) -> str:
+    """The plain words at the end: what tracing costs here, and which goals the numbers meet."""
+    untraced, traced = summary.get("untraced"), summary.get("traced")
+    lines = []
+    for name, g in goal.items():
+        lines.append(f"goal {name}: {g['value']:.2f}, target {g['target']}: {'met' if g['met'] else 'not met'}")
+    if untraced and traced and ratio["traced_vs_untraced_rps"]:
+        cost = (1 - ratio["traced_vs_untraced_rps"]) * 100
+        p50 = traced["p50_ms"] - untraced["p50_ms"]
+        met = sum(1 for g in goal.values() if g["met"])
+        lines.append(
+            f"==> tracing costs {cost:.0f}% of throughput and {p50:.1f} ms at p50 on this machine "
+            f"({traced['rps']:.0f} vs {untraced['rps']:.0f} req/s, p50 {traced['p50_ms']:.1f} vs "
+            f"{untraced['p50_ms']:.1f} ms); {met} of {len(goal)} goals met (docs/bench.md)"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ contract says: `.venv/bin/python -m <service>` from the repo root, configured by
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -25,10 +26,33 @@ SERVICES = ("second", "broker", "first")
 """Start order: each service's downstream first, so nothing is sent before its receiver listens."""
 
 
-def free_port() -> int:
+# Below Linux's ephemeral range (32768-60999): the kernel gives those to outgoing connections, and one of them
+# could take a port between this check and the service binding it ("address already in use").
+PORT_RANGE = (20000, 32000)
+
+
+def free_port(count: int = 1) -> int:
+    """A loopback port nothing listens on now (and the `count` - 1 after it), outside the range outgoing
+    connections are given: make run puts second, broker and the untraced hop right after first."""
+    for _ in range(200):
+        port = random.randrange(PORT_RANGE[0], PORT_RANGE[1] - count)  # noqa: S311 (a port to try, not a secret)
+        if all(_bindable(p) for p in range(port, port + count)):
+            return port
+    raise RuntimeError(f"no {count} free ports in a row on 127.0.0.1 in {PORT_RANGE}")
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def address_in_use(service: Service) -> bool:
+    """The service exited because its port was taken (uvicorn's bind error)."""
+    return service.process.poll() is not None and "address already in use" in service.log().lower()
 
 
 def wait_healthy(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> float:

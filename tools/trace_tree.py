@@ -9,6 +9,11 @@ NAME_WIDTH = 60
 """Longer span names (Knative's trigger paths carry a UUID) are cut, so the bars stay on screen."""
 
 
+def plural(count: int, noun: str) -> str:
+    """`1 span`, `9 spans`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _children(spans: list[Span]) -> tuple[list[Span], dict[str, list[Span]]]:
     ids = {s.span_id for s in spans}
     roots: list[Span] = []
@@ -48,7 +53,7 @@ def render(spans: list[Span], *, width: int = BAR_WIDTH) -> str:
     labels = [f"{tree}{span.service}: {_cut(span.name)}" for tree, span in rows]
     label_width = max(len(label) for label in labels)
     trace_ids = sorted({s.trace_id for s in spans})
-    lines = [f"trace {', '.join(trace_ids)}  ({len(spans)} spans, {total / 1e6:.1f} ms)"]
+    lines = [f"trace {', '.join(trace_ids)}  ({plural(len(spans), 'span')}, {total / 1e6:.1f} ms)"]
     for label, (_, span) in zip(labels, rows, strict=True):
         offset = round((span.start_ns - start) / total * width)
         length = max(1, round((span.end_ns - span.start_ns) / total * width))

@@ -133,7 +133,8 @@ def test_deploy_loads_images_applies_config_and_waits() -> None:
         "dead-letter=$(docker image inspect -f '{{.Id}}' dev.local/knative-tracing/second:0.1.0)",
         "> .cluster/all/kustomization.yaml",
         f"{CONTEXT} apply -k .cluster/all",
-        "--for=condition=Ready -n default broker/default trigger/first-to-second ksvc/first ksvc/second ksvc/dead-letter",  # noqa: E501
+        "--for=condition=Ready -n default broker/default trigger/first-to-second "
+        "ksvc/first ksvc/second ksvc/dead-letter",
     )
 
 
