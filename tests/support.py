@@ -9,11 +9,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from tools.hops import is_complete
 from tools.otlp_receiver import Receiver
 from tools.spans import Span
 from tools.stack import Service, free_port, running_all, start_service
 from tools.trace_tree import render
-from tools.trace_wait import is_complete
 
 T = TypeVar("T")
 

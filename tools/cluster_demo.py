@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tools.run_demo import BROWSER_HEADERS
+from tools.hops import BROWSER_HEADERS
 
 COLD_START = 90.0
 """Default seconds to keep trying: the first request after a deploy or scale-to-zero waits for a pod."""

@@ -13,10 +13,10 @@ import time
 
 import httpx
 
-from tools.run_demo import BROWSER_HEADERS
+from tools.hops import BROWSER_HEADERS, LOCAL_HOPS
+from tools.jaeger import wait_for_shape
 from tools.spans import Span
 from tools.trace_tree import render
-from tools.verify_trace import LOCAL_HOPS, wait_for_shape
 
 
 class ComposeUpError(Exception):

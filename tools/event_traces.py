@@ -6,10 +6,10 @@ Spans are matched to the event by `cloudevents.event_id`, which first, the broke
 
 from __future__ import annotations
 
+from tools.hops import has_every_hop, is_whole
 from tools.otlp_receiver import Receiver
 from tools.spans import Span, by_trace
 from tools.trace_tree import render
-from tools.trace_wait import has_every_hop, is_whole
 
 EVENT_ID = "cloudevents.event_id"
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
+from tools.hops import Hop, check
 from tools.spans import KINDS, Span
 
 _KINDS = {kind.lower(): kind for kind in KINDS}
@@ -60,3 +63,14 @@ def fetch_trace(query_url: str, trace_id: str, timeout: float = 5.0) -> list[Spa
         return []
     reply.raise_for_status()
     return spans_from_jaeger(reply.json())
+
+
+def wait_for_shape(query_url: str, trace_id: str, hops: Sequence[Hop], timeout: float) -> tuple[list[Span], list[str]]:
+    """Poll Jaeger until the trace has every hop or `timeout` passes (exporters batch their spans for seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        spans = fetch_trace(query_url, trace_id)
+        problems = check(spans, hops)
+        if not problems or time.monotonic() > deadline:
+            return spans, problems
+        time.sleep(1.0)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import threading
+import zlib
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import asdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,9 +23,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from tools.http_server import HttpServer
 from tools.spans import KINDS, Span
 
 _STATUS = {0: "UNSET", 1: "OK", 2: "ERROR"}
+MAX_BODY_BYTES = 64 * 1024 * 1024
+"""An export request is at most this many bytes, compressed or not (the SDK sends batches of 512 spans)."""
 
 
 def _value(value: AnyValue) -> Any:
@@ -70,8 +74,9 @@ class Receiver:
         self._changed = threading.Condition(self._lock)
         self._spans: list[Span] = []
         self.requests = 0
-        self._http = ThreadingHTTPServer((host, port), _handler(self))
-        self._http.daemon_threads = True
+        self.gzip_requests = 0
+        """Of `requests`, those whose body came gzip-compressed."""
+        self._http = HttpServer(_handler(self), host, port)
         self._grpc: Any = None
         self.grpc_port: int | None = None
         if grpc_port is not None:
@@ -79,28 +84,28 @@ class Receiver:
 
     @property
     def port(self) -> int:
-        return int(self._http.server_address[1])
+        return self._http.port
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Receiver:
-        threading.Thread(target=self._http.serve_forever, name="otlp-http", daemon=True).start()
+        self._http.start("otlp-http")
         if self._grpc is not None:
             self._grpc.start()
         return self
 
     def stop(self) -> None:
-        self._http.shutdown()
-        self._http.server_close()
+        self._http.stop()
         if self._grpc is not None:
             self._grpc.stop(grace=None)
 
-    def add(self, spans: list[Span]) -> None:
+    def add(self, spans: list[Span], *, gzip: bool = False) -> None:
         with self._changed:
             self._spans.extend(spans)
             self.requests += 1
+            self.gzip_requests += gzip
             self._changed.notify_all()
 
     def spans(self, trace_id: str | None = None) -> list[Span]:
@@ -123,16 +128,33 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
 
         def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            declared = self.headers.get("content-length") or "0"
+            if not declared.isdigit() or int(declared) > MAX_BODY_BYTES:
+                self.close_connection = True
+                self._reply(413, f"a body is at most {MAX_BODY_BYTES} bytes".encode(), "text/plain")
+                return
+            body = self.rfile.read(int(declared))
             if urlsplit(self.path).path != "/v1/traces":
                 self._reply(404, b"", "text/plain")
                 return
             if "json" in (self.headers.get("content-type") or ""):
                 self._reply(415, b"this receiver takes OTLP/HTTP protobuf", "text/plain")
                 return
+            encoding = (self.headers.get("content-encoding") or "identity").strip().lower()
+            if encoding not in ("identity", "gzip"):
+                self._reply(
+                    415, f"content-encoding {encoding!r}: this receiver takes gzip or none".encode(), "text/plain"
+                )
+                return
+            try:
+                # OTEL_EXPORTER_OTLP_COMPRESSION=gzip: the SDK's exporters compress the whole body.
+                body = _gunzip(body) if encoding == "gzip" else body
+            except ValueError as exc:
+                self._reply(400, str(exc).encode(), "text/plain")
+                return
             request = ExportTraceServiceRequest()
             request.ParseFromString(body)
-            receiver.add(decode(request))
+            receiver.add(decode(request), gzip=encoding == "gzip")
             self._reply(200, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
 
         def do_GET(self) -> None:
@@ -155,6 +177,20 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             """Quiet: one line per export would bury the demo's own logs."""
 
     return Handler
+
+
+def _gunzip(body: bytes) -> bytes:
+    """A gzip body, decompressed to at most MAX_BODY_BYTES (a small body can inflate a thousandfold)."""
+    inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        data = inflate.decompress(body, MAX_BODY_BYTES)
+    except zlib.error as exc:
+        raise ValueError(f"the body is not valid gzip: {exc}") from None
+    if inflate.unconsumed_tail:
+        raise ValueError(f"the body inflates to more than {MAX_BODY_BYTES} bytes")
+    if not inflate.eof:
+        raise ValueError("the gzip body is cut short")
+    return data
 
 
 def _grpc_server(receiver: Receiver, host: str, port: int) -> tuple[Any, int]:

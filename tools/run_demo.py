@@ -25,17 +25,11 @@ from pathlib import Path
 
 import httpx
 
-from tools import untraced_hop, zero_code
+from tools import zero_code
+from tools.hops import BROWSER_HEADERS
 from tools.otlp_receiver import Receiver
 from tools.run_report import Block, TraceReport
-from tools.stack import Service, Stack
-
-BROWSER_HEADERS = {
-    "accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-    "user-agent": "Mozilla/5.0 (X11; Linux x86_64) make-run",
-    "accept-language": "en-US,en;q=0.5",
-}
-
+from tools.stack import Service, Stack, start_untraced_hop
 
 DEFAULT_PORT = 8080
 DEFAULT_OTLP_PORT = 4318
@@ -189,7 +183,7 @@ class Demo:
         try:
             demo.stack.start()
             if args.untraced_hop:
-                demo.hop = untraced_hop.start(args.port + 3, demo.stack.url("second"), log_dir / "untraced-hop.log")
+                demo.hop = start_untraced_hop(args.port + 3, demo.stack.url("second"), log_dir / "untraced-hop.log")
         except RuntimeError as exc:
             demo.stack.stop()
             receiver.stop()

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -55,15 +56,56 @@ def address_in_use(service: Service) -> bool:
     return service.process.poll() is not None and "address already in use" in service.log().lower()
 
 
+def _listening_inodes(port: int) -> set[str] | None:
+    """The socket inodes listening on TCP `port` (any local address); None where /proc cannot tell (not Linux)."""
+    inodes: set[str] = set()
+    found = False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        found = True
+        for line in lines:
+            fields = line.split()
+            # local_address is HEXIP:HEXPORT; state 0A is LISTEN; field 9 is the inode.
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes if found else None
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process `pid` itself holds the socket listening on `port`: a 200 from another process that took
+    the port (a demo left running, another engineer's service) must not pass for the service we started."""
+    inodes = _listening_inodes(port)
+    if inodes is None:
+        return True  # no /proc: the answer is trusted, as before
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            return True
+    return False
+
+
 def wait_healthy(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> float:
-    """Poll `url` until it answers 200; return the seconds it took. Fails naming the URL on timeout."""
+    """Poll `url` until it answers 200 (from `process` itself, when given: its own PID holds the port); return
+    the seconds it took. Fails naming the URL on timeout."""
     started = time.monotonic()
     deadline = started + timeout
+    port = urlsplit(url).port or 80
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"process for {url} exited with status {process.returncode} before it was healthy")
         try:
-            if httpx.get(url, timeout=0.5).status_code == 200:
+            answered = httpx.get(url, timeout=0.5).status_code == 200
+            if answered and (process is None or listens(process.pid, port)):
                 return time.monotonic() - started
         except httpx.HTTPError:
             pass
@@ -193,3 +235,17 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def start_untraced_hop(port: int, target: str, log_path: Path | None = None) -> Service:
+    """Run the untraced hop (tools/untraced_hop.py) as its own process on `port`, forwarding to `target`; return
+    once it answers."""
+    hop = start_service(
+        "untraced-hop", port, {"HOP_TARGET": target}, log_path, command=[sys.executable, "-m", "tools.untraced_hop"]
+    )
+    try:
+        wait_healthy(f"{hop.url}/healthz", 10, hop.process)
+    except (TimeoutError, RuntimeError) as exc:
+        hop.process.terminate()
+        raise RuntimeError(f"the untraced hop did not start: {exc}\n{hop.log()}") from None
+    return hop

@@ -12,28 +12,17 @@ from __future__ import annotations
 
 import json
 import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Final
 
 import httpx
 
 from common.service.settings import env_int, env_str, fail_startup
-from tools.stack import Service, start_service, wait_healthy
+from common.tracing.propagators import TRACE_HEADERS as TRACE_CONTEXT_HEADERS
+from tools.http_server import HttpServer
 
-TRACE_HEADERS: Final = frozenset(
-    {
-        "traceparent",
-        "tracestate",
-        "baggage",
-        "b3",
-        "x-b3-traceid",
-        "x-b3-spanid",
-        "x-b3-parentspanid",
-        "x-b3-sampled",
-        "x-b3-flags",
-    }
-)
+TRACE_HEADERS: Final = TRACE_CONTEXT_HEADERS | {"baggage"}
+"""What this hop drops: every header the services' propagators read (declared once, in common/), and baggage."""
 # Per-connection headers, which a proxy must not forward (RFC 9110, 7.6.1); httpx sets its own.
 _HOP_BY_HOP: Final = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "host"}
@@ -82,19 +71,6 @@ def _handler(target: str, client: httpx.Client) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def start(port: int, target: str, log_path: Path | None = None) -> Service:
-    """Run the hop as its own process on `port`, forwarding to `target`; return once it answers."""
-    hop = start_service(
-        "untraced-hop", port, {"HOP_TARGET": target}, log_path, command=[sys.executable, "-m", "tools.untraced_hop"]
-    )
-    try:
-        wait_healthy(f"{hop.url}/healthz", 10, hop.process)
-    except (TimeoutError, RuntimeError) as exc:
-        hop.process.terminate()
-        raise RuntimeError(f"the untraced hop did not start: {exc}\n{hop.log()}") from None
-    return hop
-
-
 def main() -> int:
     target = env_str("HOP_TARGET", "").rstrip("/")
     if not target.startswith(("http://", "https://")):
@@ -102,8 +78,7 @@ def main() -> int:
     port = env_int("PORT", 8083)
     host = env_str("HOST", "127.0.0.1")
     with httpx.Client(timeout=30) as client:
-        server = ThreadingHTTPServer((host, port), _handler(target, client))
-        server.daemon_threads = True
+        server = HttpServer(_handler(target, client), host, port)
         print(f"untraced hop on http://{host}:{port} -> {target} (drops trace headers)", flush=True)
         server.serve_forever()
     return 0

@@ -11,7 +11,7 @@ import pytest
 
 from first.app import EVENT_TYPE
 from tests.config.conftest import ROOT, Manifest, make_value
-from tools import verify_trace
+from tools import hops
 
 SERVICES = ("first", "second")
 
@@ -43,6 +43,7 @@ def cluster_service(rendered: list[Manifest], url: str) -> tuple[Manifest, int]:
 def test_the_trigger_filters_the_type_first_sends(find: Callable[[str, str], Manifest]) -> None:
     trigger = find("eventing.knative.dev/Trigger", "first-to-second")
     assert trigger["spec"]["filter"]["attributes"]["type"] == EVENT_TYPE
+    assert hops.EVENT_TYPE == EVENT_TYPE, "tools/ reads the type from the Trigger, never from first"
 
 
 def test_make_verify_expects_the_span_names_of_the_broker_and_trigger_defined_here(
@@ -50,8 +51,8 @@ def test_make_verify_expects_the_span_names_of_the_broker_and_trigger_defined_he
 ) -> None:
     trigger = find("eventing.knative.dev/Trigger", "first-to-second")
     namespace = trigger["metadata"]["namespace"]
-    assert re.fullmatch(verify_trace.BROKER_SPAN, f"broker:{trigger['spec']['broker']}.{namespace}")
-    assert re.fullmatch(verify_trace.TRIGGER_SPAN, f"trigger:{trigger['metadata']['name']}.{namespace}")
+    assert re.fullmatch(hops.BROKER_SPAN, f"broker:{trigger['spec']['broker']}.{namespace}")
+    assert re.fullmatch(hops.TRIGGER_SPAN, f"trigger:{trigger['metadata']['name']}.{namespace}")
 
 
 def test_the_trigger_routes_to_services_defined_here(

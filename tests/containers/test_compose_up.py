@@ -10,9 +10,9 @@ import pytest
 
 from tests.support import complete_trace
 from tools.compose_up import ComposeUpError, report, send_request
+from tools.hops import LOCAL_HOPS, check
 from tools.otlp_receiver import Receiver
 from tools.stack import ROOT, Stack, free_port, start_service, wait_healthy
-from tools.verify_trace import LOCAL_HOPS, check
 
 JAEGER = "http://127.0.0.1:16686"
 

@@ -12,8 +12,10 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tools.http_server import HttpServer
 
 NEVER = -1
 """A status meaning: read the request, then never answer (until the peer stops)."""
@@ -47,21 +49,19 @@ class Peer:
     def __post_init__(self) -> None:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
+        self._server = HttpServer(_handler(self))
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url
 
     def start(self) -> Peer:
-        threading.Thread(target=self._server.serve_forever, name="peer", daemon=True).start()
+        self._server.start("peer")
         return self
 
     def stop(self) -> None:
         self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def at(self, path: str) -> list[Arrival]:
         with self._lock:

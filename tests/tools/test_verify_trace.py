@@ -16,11 +16,12 @@ import httpx
 import pytest
 
 from tests.support import complete_trace
+from tools.hops import KNATIVE_HOPS, LOCAL_HOPS, _best_chain, check
 from tools.jaeger import spans_from_jaeger
 from tools.otlp_receiver import Receiver
 from tools.spans import Span
 from tools.stack import ROOT, Stack, free_port, wait_healthy
-from tools.verify_trace import KNATIVE_HOPS, LOCAL_HOPS, _best_chain, check, main
+from tools.verify_trace import main
 
 FIXTURES = ROOT / "tests" / "fixtures" / "jaeger"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
