@@ -220,7 +220,7 @@ def _one_run(variant: str, round_number: int, settings: Settings, log_root: Path
             # Each service flushes its spans on SIGTERM before it exits, so all have arrived by now.
             logs = [service.log() for service in stack.services.values()]
             counts = [int(n) for text in logs for n in _SPANS_ENDED.findall(text)]
-            # No count logged (a service that crashed, or code without common.telemetry's counter): unknown.
+            # No count logged (a service that crashed, or code without common/tracing/setup.py's counter): unknown.
             run.spans_ended = sum(counts) if len(counts) == len(logs) else None
             run.spans_received = len(receiver.spans())
             run.queue_full_warnings = sum(text.count(_QUEUE_FULL) for text in logs)

@@ -30,6 +30,7 @@ def _arrival_time() -> str:
 
 def create_app() -> FastAPI:
     settings = Settings.from_env()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         destinations = [t.subscriber for t in settings.routing.triggers]

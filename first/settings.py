@@ -1,4 +1,4 @@
-"""first's own settings (the OTEL_* ones are read by common.telemetry)."""
+"""first's own settings (the OTEL_* ones are read by common/tracing/setup.py)."""
 
 from __future__ import annotations
 

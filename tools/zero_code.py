@@ -1,5 +1,5 @@
 """Zero-code instrumentation: the services run under `opentelemetry-instrument`, as the OpenTelemetry Operator
-runs them, and `common.telemetry` steps aside for the provider the distro installs.
+runs them, and `common/tracing/setup.py` steps aside for the provider the distro installs.
 
 `make run ZERO_CODE=1` and the tests use these; docs/workshop.md shows the same settings for one service.
 """
@@ -18,6 +18,6 @@ ENV: Final = {
     "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
     "OTEL_METRICS_EXPORTER": "none",
     "OTEL_LOGS_EXPORTER": "none",
-    # What common.telemetry passes in code: no span for each liveness probe.
+    # What common/tracing/setup.py passes in code: no span for each liveness probe.
     "OTEL_PYTHON_FASTAPI_EXCLUDED_URLS": "healthz",
 }

@@ -4,7 +4,7 @@ A value is shown only when its header is on the allow-list of headers known to c
 context, content negotiation, the CloudEvents attributes that are not extensions), or when its name does not
 look like one that carries a credential (`_CREDENTIAL_NAME`) and the value does not look like one either (an
 HTTP authentication scheme, a JWT). Everything else is masked, the name kept. Names and shown values are
-escaped and cut (common.logs.escape), so a header cannot add a line to the log.
+escaped and cut (common/service/logs.py, escape), so a header cannot add a line to the log.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ _CREDENTIAL_VALUE = re.compile(
 
 
 # Header names repeat on every request, so each is judged once (86 -> 11 us per header block in docs/bench.md).
-# Bounded: at most MAX_HEADERS names a request (common.server), and the cache keeps 1024.
+# Bounded: at most MAX_HEADERS names a request (common/service/server.py), and the cache keeps 1024.
 @lru_cache(maxsize=1024)
 def is_secret(name: str) -> bool:
     """Whether a header of this name may carry a credential (its value is never shown)."""

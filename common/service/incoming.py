@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 MAX_EVENT_BYTES = env_int("MAX_EVENT_BYTES", 1024 * 1024, minimum=1)
 """Bodies above this get 413. The spec asks every consumer to take at least 64 KiB; Knative's broker ingress
-and most HTTP proxies limit bodies too. Headers are limited by the HTTP server itself (common.server)."""
+and most HTTP proxies limit bodies too. Headers are limited by the HTTP server itself (common/service/server.py)."""
 
 
 class Rejected(Exception):

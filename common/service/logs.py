@@ -103,7 +103,9 @@ class _RateLimited(logging.Filter):
     processor): with the trace backend down or hanging they would log on every batch and every retry. The
     record that gets through after a quiet spell says how many were held back."""
 
-    def __init__(self, prefix: tuple[str, ...] = ("opentelemetry", "common.server"), interval: float = 30.0) -> None:
+    def __init__(
+        self, prefix: tuple[str, ...] = ("opentelemetry", "common.service.server"), interval: float = 30.0
+    ) -> None:
         super().__init__()
         self._prefix = prefix
         self._interval = interval

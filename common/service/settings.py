@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import NoReturn
+from typing import NoReturn, TypeVar
+
+N = TypeVar("N", int, float)
 
 
 def fail_startup(message: str) -> NoReturn:
@@ -18,30 +20,25 @@ def env_str(name: str, default: str) -> str:
     return value or default
 
 
-def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+def _env_number(name: str, default: N, minimum: N, parse: type[N], what: str) -> N:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
-        fail_startup(f"{name}={raw!r} is not a number")
+        fail_startup(f"{name}={raw!r} is not {what}")
     if value < minimum:
         fail_startup(f"{name}={raw!r} must be >= {minimum}")
     return value
+
+
+def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    return _env_number(name, default, minimum, float, "a number")
 
 
 def env_int(name: str, default: int, *, minimum: int = 0) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        fail_startup(f"{name}={raw!r} is not a whole number")
-    if value < minimum:
-        fail_startup(f"{name}={raw!r} must be >= {minimum}")
-    return value
+    return _env_number(name, default, minimum, int, "a whole number")
 
 
 def env_bool(name: str, default: bool) -> bool:

@@ -24,9 +24,8 @@ and under `opentelemetry-instrument` alike (common/tracing/setup.py).
 Delete this module (and name `b3`/`b3multi` to the stock propagators) when opentelemetry-propagator-b3 passes
 the B3 cases of tests/unit/test_propagation.py and the SDK samples a B3 "defer" as a new trace.
 
-Cost is not the reason it exists. Measured with `python -m bench.run --library propagators --rounds 3 --duration 5
---warmup 1 --cold-starts 1` on 2 shared cores (load average 5-7): CPU per request of the three services, stock W3C
-and B3 / these, paired per round, 1.03, 0.92, 1.01, median 1.005: no difference.
+Cost is not the reason it exists: measured together with common/wire/w3c.py against the stock propagators (the
+numbers are there), no difference.
 """
 
 from __future__ import annotations
@@ -39,14 +38,7 @@ from typing import Final
 
 from opentelemetry import trace
 from opentelemetry.context import Context, create_key, get_value, set_value
-from opentelemetry.propagators.textmap import (
-    CarrierT,
-    Getter,
-    Setter,
-    TextMapPropagator,
-    default_getter,
-    default_setter,
-)
+from opentelemetry.propagators import textmap
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult, _get_from_env_or_default
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.util.types import Attributes
@@ -189,7 +181,7 @@ def b3_decision(context: Context | None) -> B3 | None:
     return found.b3 if parent is found.span_context else None
 
 
-def _first(getter: Getter[CarrierT], carrier: CarrierT, name: str) -> str | None:
+def _first(getter: textmap.Getter[textmap.CarrierT], carrier: textmap.CarrierT, name: str) -> str | None:
     values = getter.get(carrier, name)
     # "When extracting state headers, the first value wins" (B3, multiple headers).
     return values[0].strip(OWS) if values else None
@@ -209,13 +201,16 @@ def _b3_out(context: Context | None) -> tuple[str, str, str] | None:
     return _b3_trace_id(span_context.trace_id), format(span_context.span_id, "016x"), sampled
 
 
-class B3Multi(TextMapPropagator):
+class B3Multi(textmap.TextMapPropagator):
     """B3: `X-B3-*` headers out. In, both forms: the single `b3` header takes precedence over the `X-B3-*`
     ones; a malformed `b3` is ignored and the `X-B3-*` headers are read instead (as Brave and OpenTelemetry
     Java do)."""
 
     def extract(
-        self, carrier: CarrierT, context: Context | None = None, getter: Getter[CarrierT] = default_getter
+        self,
+        carrier: textmap.CarrierT,
+        context: Context | None = None,
+        getter: textmap.Getter[textmap.CarrierT] = textmap.default_getter,
     ) -> Context:
         context = Context() if context is None else context
         single = _first(getter, carrier, B3_SINGLE)
@@ -233,14 +228,19 @@ class B3Multi(TextMapPropagator):
         return context
 
     def inject(
-        self, carrier: CarrierT, context: Context | None = None, setter: Setter[CarrierT] = default_setter
+        self,
+        carrier: textmap.CarrierT,
+        context: Context | None = None,
+        setter: textmap.Setter[textmap.CarrierT] = textmap.default_setter,
     ) -> None:
         parts = _b3_out(context)
         if parts is not None:
-            trace_id, span_id, sampled = parts
-            setter.set(carrier, B3_TRACE_ID, trace_id)
-            setter.set(carrier, B3_SPAN_ID, span_id)
-            setter.set(carrier, B3_SAMPLED, sampled)
+            for name, value in self._headers(*parts):
+                setter.set(carrier, name, value)
+
+    @staticmethod
+    def _headers(trace_id: str, span_id: str, sampled: str) -> list[tuple[str, str]]:
+        return [(B3_TRACE_ID, trace_id), (B3_SPAN_ID, span_id), (B3_SAMPLED, sampled)]
 
     @property
     def fields(self) -> set[str]:
@@ -250,12 +250,9 @@ class B3Multi(TextMapPropagator):
 class B3Single(B3Multi):
     """B3: the single `b3` header out; read like B3Multi."""
 
-    def inject(
-        self, carrier: CarrierT, context: Context | None = None, setter: Setter[CarrierT] = default_setter
-    ) -> None:
-        parts = _b3_out(context)
-        if parts is not None:
-            setter.set(carrier, B3_SINGLE, "-".join(parts))
+    @staticmethod
+    def _headers(trace_id: str, span_id: str, sampled: str) -> list[tuple[str, str]]:
+        return [(B3_SINGLE, f"{trace_id}-{span_id}-{sampled}")]
 
     @property
     def fields(self) -> set[str]:

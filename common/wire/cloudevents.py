@@ -553,7 +553,7 @@ partitioning, sequence, dataref) and Knative's arrival time. Any other extension
 
 def describe(event: Event) -> Block:
     """The article's log block: "Event received: Context Attributes, ..." then extensions, then data. Every
-    value is escaped and cut (common.logs), extension values not known to be safe are masked."""
+    value is escaped and cut (common/service/logs.py), extension values not known to be safe are masked."""
     lines = ["Event received: Context Attributes,"]
     standard = (*REQUIRED, *OPTIONAL)
     for name in ("specversion", "type", "source", "subject", "id", "time", "dataschema", "datacontenttype"):
