@@ -74,23 +74,42 @@ def _listening_inodes(port: int) -> set[str] | None:
     return inodes if found else None
 
 
+def _family(pid: int) -> set[int]:
+    """`pid` and every process descended from it (a launcher such as `unshare` runs the service as its child)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name (field 2) may hold spaces and parentheses: the parent pid follows the last ')'.
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    family, added = {pid}, True
+    while added:
+        new = {child for child, parent in parents.items() if parent in family} - family
+        family |= new
+        added = bool(new)
+    return family
+
+
 def listens(pid: int, port: int) -> bool:
-    """Whether process `pid` itself holds the socket listening on `port`: a 200 from another process that took
-    the port (a demo left running, another engineer's service) must not pass for the service we started."""
+    """Whether process `pid` (or a process it started) holds the socket listening on `port`: a 200 from another
+    process that took the port (a demo left running, another engineer's service) must not pass for the service
+    we started."""
     inodes = _listening_inodes(port)
     if inodes is None:
         return True  # no /proc: the answer is trusted, as before
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return False
-    for fd in fds:
+    for member in _family(pid):
         try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            fds = os.listdir(f"/proc/{member}/fd")
         except OSError:
             continue
-        if target.startswith("socket:[") and target[8:-1] in inodes:
-            return True
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{member}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                return True
     return False
 
 
