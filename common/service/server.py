@@ -71,6 +71,7 @@ class _BoundedHttpTools(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_bytes = 0
+        self._head_received = 0
         self._head_fields = 0
         self._in_head = False
         self._head_timer: asyncio.TimerHandle | None = None
@@ -95,18 +96,20 @@ class _BoundedHttpTools(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        # The chunks before this one were all head (it was not complete after them): a head that keeps coming
-        # past the limit is refused before the parser buffers more of it.
-        if self._in_head and self._head_bytes > MAX_HEADER_BYTES:
+        # A head that keeps coming past the limit is refused before the parser buffers more of it. The raw count
+        # is kept apart from the parsed one (_head_bytes, which counts a header spanning chunks once it is
+        # complete) and takes only chunks that were head from end to end: a head in progress before and after.
+        if self._in_head and self._head_received > MAX_HEADER_BYTES:
             self._refuse_head()
             return
+        was_in_head = self._in_head
         super().data_received(data)
-        if self._in_head:
-            self._head_bytes += len(data)
+        if was_in_head and self._in_head:
+            self._head_received += len(data)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_head, self._head_bytes, self._head_fields = True, 0, 0
+        self._in_head, self._head_bytes, self._head_received, self._head_fields = True, 0, 0, 0
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))

@@ -98,3 +98,17 @@ def test_a_head_over_the_limits_gets_431(second: Service, headers: dict[str, str
     assert reply.status_code == 431
     assert "MAX_HEADER_BYTES" in reply.json()["error"]
     assert httpx.get(second.url + "/healthz", headers={"x-fine": "a" * 3000}).status_code == 200
+
+
+@pytest.mark.parametrize("pieces", [1, 2, 7], ids=["one chunk", "two chunks", "seven chunks"])
+def test_a_head_under_the_limit_is_served_however_it_is_split(second: Service, pieces: int) -> None:
+    """A head that arrives in pieces is counted once: 3.5 KB against MAX_HEADER_BYTES=4096 is served."""
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Filler: " + b"a" * 3500 + b"\r\nConnection: close\r\n\r\n"
+    size = -(-len(head) // pieces)
+    with socket.create_connection(("127.0.0.1", second.port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for start in range(0, len(head), size):
+            sock.sendall(head[start : start + size])
+            time.sleep(0.05)  # each piece its own read on the server
+        answer = sock.recv(200)
+    assert answer.startswith(b"HTTP/1.1 200"), answer
