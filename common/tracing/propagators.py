@@ -1,7 +1,9 @@
 """Which trace-context headers the services read and write: `OTEL_PROPAGATORS`, the standard setting.
 
-Default `b3multi,tracecontext,baggage`: every outgoing request carries both Zipkin B3 (what Knative <= 1.18 and
-older workloads speak) and W3C `traceparent` (what Knative >= 1.19 speaks). On the way in, a composite
+Default `b3multi,tracecontext,baggage`: every outgoing request carries both Zipkin B3 and W3C `traceparent`.
+Knative Serving <= 1.18 (activator, queue-proxy) and older workloads speak B3 as well as W3C; Knative Eventing
+wrote W3C only even then, and Knative >= 1.19 writes W3C only (its Eventing passes incoming `x-b3-*` headers
+through unchanged, so they still name the sender's span). On the way in, a composite
 propagator lets the last one that finds a context win, so tracecontext comes after b3: when a caller sends both
 and they disagree, W3C wins.
 
