@@ -27,10 +27,10 @@ def kustomize(path: Path) -> list[Manifest]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-def make_value(name: str) -> str:
-    """A variable's value as the Makefile (with mk/*.mk) defines it."""
+def make_output(*args: str) -> str:
+    """What `make -s ARGS` prints, from the repository root; it must succeed."""
     result = subprocess.run(
-        ["make", "-s", "--no-print-directory", "--eval", "print-var-%: ; @echo '$($*)'", f"print-var-{name}"],
+        ["make", "-s", "--no-print-directory", *args],
         cwd=ROOT,
         check=False,
         capture_output=True,
@@ -38,7 +38,12 @@ def make_value(name: str) -> str:
         timeout=30,
     )
     assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
+    return result.stdout
+
+
+def make_value(name: str) -> str:
+    """A variable's value as the Makefile (with mk/*.mk) defines it."""
+    return make_output("--eval", "print-var-%: ; @echo '$($*)'", f"print-var-{name}").strip()
 
 
 @pytest.fixture(scope="session")

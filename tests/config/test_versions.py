@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.config.conftest import KUBECTL, ROOT, make_value
+from tests.config.conftest import KUBECTL, ROOT, make_output, make_value
 
 UPSTREAM = ROOT / "tests" / "fixtures" / "upstream"
 KNATIVE_REPOS = {
@@ -42,16 +42,7 @@ def tags(repo: str) -> list[str]:
 
 def pins(*overrides: str) -> dict[str, str]:
     """`make versions`: the pin table as make resolves it."""
-    result = subprocess.run(
-        ["make", "-s", "--no-print-directory", "versions", *overrides],
-        cwd=ROOT,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 0, result.stderr
-    return dict(line.split(None, 1) for line in result.stdout.splitlines())
+    return dict(line.split(None, 1) for line in make_output("versions", *overrides).splitlines())
 
 
 def minor(version: str) -> tuple[int, int]:
