@@ -14,13 +14,16 @@ COMPOSE_RUN = env $(if $(PYTHON_IMAGE),PYTHON_IMAGE=$(PYTHON_IMAGE),-u PYTHON_IM
 
 .PHONY: up down logs
 
-# Podman's Docker API has no BuildKit: there compose builds with the classic builder (DOCKER_BUILDKIT=0), unless
-# the caller chose otherwise.
-up: ## Docker or Podman: build, start first, broker, second + Jaeger, send one request, print its trace
-	@engine=$$($(COMPOSE_CHECK) $(COMPOSE)) || exit 1; \
+# `$(call engine_ready,$(COMPOSE))` (or `--engine-only` for docker build alone) opens a recipe line: it fails in
+# seconds naming the fix when the engine or Compose is missing. Podman's Docker API has no BuildKit, so there the
+# builds use the classic builder (DOCKER_BUILDKIT=0), unless the caller chose otherwise.
+engine_ready = engine=$$($(COMPOSE_CHECK) $(1)) || exit 1; \
 	if [ "$$engine" = podman ] && [ -z "$${DOCKER_BUILDKIT:-}" ]; then \
 		echo "==> the engine is Podman: building with the classic builder (DOCKER_BUILDKIT=0)"; \
-		export DOCKER_BUILDKIT=0; fi; \
+		export DOCKER_BUILDKIT=0; fi
+
+up: ## Docker or Podman: build, start first, broker, second + Jaeger, send one request, print its trace
+	@$(call engine_ready,$(COMPOSE)); \
 	echo "==> building the images$(if $(PYTHON_IMAGE), on $(PYTHON_IMAGE),) and starting first, broker, second and jaeger (docker compose up --wait)"; \
 	$(COMPOSE_RUN) up --build --detach --wait || { \
 		echo "error: the stack did not come up healthy; its state and last log lines:" >&2; \

