@@ -258,4 +258,5 @@ def test_make_passes_python_image_to_every_build(target: str) -> None:
     if target == "up":
         assert re.search(rf"PYTHON_IMAGE={re.escape(base)} .*docker compose up --build", dry.stdout), dry.stdout
     else:
-        assert f"docker build --build-arg PYTHON_IMAGE={base} -f $s/Dockerfile" in dry.stdout, dry.stdout
+        for service in dockerfiles.SERVICES:
+            assert f"docker build --build-arg PYTHON_IMAGE={base} -f {service}/Dockerfile" in dry.stdout, dry.stdout
