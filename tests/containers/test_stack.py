@@ -217,6 +217,21 @@ def test_each_image_runs_with_dockers_strict_read_only_root(stack: Stack, servic
         stack.engine.podman("rm", "--force", name, check=False)
 
 
+def test_make_images_builds_each_image_on_the_local_base(stack: Stack) -> None:
+    """The cluster path's build (`docker build` per service) takes PYTHON_IMAGE too, and picks Podman's builder."""
+    if not shutil.which("docker", path=stack.env["PATH"]):
+        pytest.skip("no docker CLI on this machine: make images needs it (make up ran with standalone Compose)")
+    started = time.monotonic()
+    done = stack.make("images", timeout=900)
+    assert done.returncode == 0, f"make images failed:\n{done.stdout}"
+    print(f"make images took {time.monotonic() - started:.0f}s")
+    assert "the engine is Podman: building with the classic builder" in done.stdout, done.stdout
+    (base_layer,) = stack.engine.inspect(stack.engine.python_image)["RootFS"]["Layers"]
+    for service in dockerfiles.SERVICES:
+        image = stack.engine.inspect(f"dev.local/knative-tracing/{service}:0.1.0")
+        assert image["RootFS"]["Layers"][0] == base_layer, f"{service} is not built on {stack.engine.python_image}"
+
+
 def _compose_override(path: Path, services: tuple[str, ...], environment: dict[str, str]) -> Path:
     path.write_text(yaml.safe_dump({"services": {s: {"environment": environment} for s in services}}))
     return path
