@@ -136,6 +136,8 @@ def stack(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             down = stack.make("down", timeout=300)
             assert down.returncode == 0, f"make down failed:\n{down.stdout}"
             assert not engine.containers(project), "make down left containers behind"
+            # The images each run's builds replaced; the base and the tagged images stay as the next run's cache.
+            engine.podman("image", "prune", "--force", check=False)
 
 
 def _proc_status(engine: Engine, container: str) -> dict[str, str]:
