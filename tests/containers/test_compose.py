@@ -19,7 +19,7 @@ import yaml
 
 from broker.triggers import load_routing, parse_subscribers
 from tests.containers import dockerfiles
-from tests.containers.conftest import COMPOSE, compose_env
+from tests.containers.conftest import COMPOSE, compose_env, resolved_compose
 from tools.stack import ROOT, Stack, free_port
 
 SCHEMA = ROOT / "tests" / "fixtures" / "compose" / "compose-spec.json"
@@ -104,6 +104,16 @@ def test_service_is_locked_down_and_health_checked(compose_config: dict[str, Any
     probe = spec["healthcheck"]["test"]
     assert probe[:2] == ["CMD", "python"], "slim images have no curl: the image's Python probes"
     assert f"http://127.0.0.1:{APP_PORT}/healthz" in probe[-1]
+    # Podman's Docker API (<= 5.7, containers/podman#26519) splits CMD arguments on spaces.
+    assert not [arg for arg in probe if re.search(r"\s", arg)], f"{service}: an argument with a space: {probe}"
+
+
+@pytest.mark.parametrize("service", dockerfiles.SERVICES)
+def test_python_image_reaches_the_build_only_when_set(service: str) -> None:
+    """Unset (or empty, as make passes it), the Dockerfiles' pinned default stays; set, every build gets it."""
+    assert "args" not in resolved_compose()["services"][service]["build"]
+    built = resolved_compose(PYTHON_IMAGE="mirror.example.test/python:3.11-slim")["services"][service]["build"]
+    assert built["args"] == {"PYTHON_IMAGE": "mirror.example.test/python:3.11-slim"}
 
 
 @pytest.mark.parametrize("service", dockerfiles.SERVICES)
@@ -111,7 +121,9 @@ def test_stop_waits_for_the_services_graceful_shutdown(compose_config: dict[str,
     spec = compose_config["services"][service]
     grace = spec["stop_grace_period"]
     assert grace.endswith("s") and grace[:-1].isdigit(), grace
-    assert int(grace[:-1]) > int(spec["environment"]["SHUTDOWN_TIMEOUT"]), "SIGKILL would cut the shutdown short"
+    env = spec["environment"]
+    shutdown = int(env["SHUTDOWN_TIMEOUT"]) + int(env["OTEL_BSP_EXPORT_TIMEOUT"]) / 1000
+    assert int(grace[:-1]) > shutdown, "SIGKILL would cut the drain and the span flush short"
 
 
 def test_jaeger_is_locked_down_too(compose_config: dict[str, Any]) -> None:
@@ -214,6 +226,7 @@ def test_make_up_down_logs_drive_compose_with_the_image_variables(compose_config
     for setting in ("IMAGE_REPO=example.test/demo", "IMAGE_TAG=9.9.9", "FIRST_PORT=9080"):
         assert re.search(rf"{setting} .*docker compose up --build --detach --wait", dry.stdout), setting
     assert "-m tools.compose_up --first http://127.0.0.1:9080" in dry.stdout
+    assert "env -u PYTHON_IMAGE " in dry.stdout, "unset, the Dockerfiles' pinned base must stay"
     # The Jaeger version make hands compose (mk/cluster.mk's, the cluster's) is the file's own default.
     version = re.search(r"JAEGER_VERSION=(\S+)", dry.stdout)
     assert version and compose_config["services"]["jaeger"]["image"] == f"jaegertracing/jaeger:{version.group(1)}"
@@ -228,3 +241,22 @@ def test_compose_honours_the_image_variables_make_passes() -> None:
     services = json.loads(done.stdout)["services"]
     assert services["second"]["image"] == "example.test/demo/second:9.9.9"
     assert services["first"]["ports"][0]["published"] == "9080"
+
+
+@pytest.mark.parametrize("target", ["up", "images"])
+def test_make_passes_python_image_to_every_build(target: str) -> None:
+    base = "mirror.example.test/python:3.11-slim"
+    dry = subprocess.run(
+        ["make", "--no-print-directory", "-n", target, f"PYTHON_IMAGE={base}"],
+        cwd=ROOT,
+        env=compose_env(),
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert dry.returncode == 0, dry.stderr
+    if target == "up":
+        assert re.search(rf"PYTHON_IMAGE={re.escape(base)} .*docker compose up --build", dry.stdout), dry.stdout
+    else:
+        for service in dockerfiles.SERVICES:
+            assert f"docker build --build-arg PYTHON_IMAGE={base} -f {service}/Dockerfile" in dry.stdout, dry.stdout
