@@ -122,12 +122,6 @@ cluster: install ## Create the kind cluster; install pinned Knative (Kourier, Ev
 	@echo "==> cluster $(KIND_CLUSTER) is ready: next, make deploy"
 
 # One build per service, context = the repo root (the images copy common/ too).
-define build_image
-	@echo "==> building $(IMAGE_REPO)/$(1):$(IMAGE_TAG)"
-	docker build -f $(1)/Dockerfile -t $(IMAGE_REPO)/$(1):$(IMAGE_TAG) .
-
-endef
-
 images: ## docker build every service image, tagged IMAGE_REPO/<service>:IMAGE_TAG (base: PYTHON_IMAGE=<image>)
 	@$(call engine_ready,--engine-only)$(foreach s,$(SERVICES),; \
 		echo "==> building $(IMAGE_REPO)/$(s):$(IMAGE_TAG)$(if $(PYTHON_IMAGE), on $(PYTHON_IMAGE))" && \

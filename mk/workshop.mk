@@ -16,7 +16,8 @@ OTEL_OPERATOR_RELEASE := \
 
 autoinstrumentation-image: ## docker build the Python auto-instrumentation make operator injects, from the app's lock
 	@$(CLUSTER_SCRIPTS)/prereqs.sh docker
-	docker build -f $(AUTOINSTRUMENTATION_DOCKERFILE) -t $(AUTOINSTRUMENTATION_IMAGE) .
+	docker build $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) )-f $(AUTOINSTRUMENTATION_DOCKERFILE) \
+		-t $(AUTOINSTRUMENTATION_IMAGE) .
 
 operator: install ## Cluster: cert-manager + OpenTelemetry Operator, then first and second zero-code (after deploy)
 	@test -f $(CLUSTER_DIR)/all/kustomization.yaml || { \
