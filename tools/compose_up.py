@@ -62,7 +62,7 @@ def send_request(first: str) -> tuple[str, str | None]:
 
 def wait_for_trace(jaeger: str, trace_id: str, timeout: float) -> tuple[list[Span], list[str]]:
     """The trace's spans once every local hop is in Jaeger, or what it holds when `timeout` runs out, with the
-    problems `make verify`'s check finds in them (the hops are declared once, in tools/verify_trace.py)."""
+    problems `make verify`'s check finds in them (the hops are declared once, in tools/hops.py)."""
     try:
         return wait_for_shape(jaeger, trace_id, LOCAL_HOPS, timeout)
     except httpx.HTTPError as exc:

@@ -35,9 +35,9 @@ from tests.containers.engine import (
     podman_engine,
 )
 from tests.support import poll_until
+from tools.hops import LOCAL_HOPS, check
 from tools.jaeger import fetch_trace
 from tools.stack import ROOT, free_port
-from tools.verify_trace import LOCAL_HOPS, check
 
 # Building from a fresh base takes minutes on a busy 2-core machine (measured: docs/compose.md).
 pytestmark = pytest.mark.timeout(1500)
