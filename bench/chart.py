@@ -27,11 +27,13 @@ COLOURS = {
     "traced": "#e15759",
     "bare": "#bab0ac",
 }
-_FONT = 'font-family="sans-serif" font-size="12"'
 
 
-def _text(x: float, y: float, text: str, anchor: str = "start", weight: str = "normal") -> str:
-    return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-weight="{weight}" {_FONT}>{escape(text)}</text>'
+def _text(x: float, y: float, text: str, *, anchor: str = "start", weight: str = "normal", size: int = 12) -> str:
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-weight="{weight}" font-family="sans-serif" '
+        f'font-size="{size}">{escape(text)}</text>'
+    )
 
 
 def _rect(x: float, y: float, width: float, height: float, *, colour: str, title: str) -> str:
@@ -67,20 +69,19 @@ def _layers_panel(breakdown: dict[str, Any] | None) -> list[str]:
                 parts.append(_text(x + width / 2, y + bar / 2 + 4, f"{value:.2f}", anchor="middle"))
             x += width
         parts.append(_text(x + 6, y + bar / 2 + 4, f"{sum(v for _, _, v in segments[row]):.2f} ms"))
-    legend_y = top + len(rows) * (bar + 14) + 10
-    x = 20.0
-    for key, label in [("off", "no OpenTelemetry"), *((layer.key, layer.label) for layer in LAYERS)]:
-        parts.append(_rect(x, legend_y, 12, 12, colour=COLOURS[key], title=label))
-        parts.append(_text(x + 16, legend_y + 11, label))
-        x += 22 + 6.4 * len(label)
-        if x > right - 60:
-            x, legend_y = 20.0, legend_y + 20
+    legend_y = top + len(rows) * (bar + 14) + 4
+    entries = [("off", "no OpenTelemetry"), *((layer.key, layer.label) for layer in LAYERS)]
+    for index, (key, label) in enumerate(entries):
+        x, y = 20 + (index % 2) * 290, legend_y + (index // 2) * 18
+        parts.append(_rect(x, y, 12, 12, colour=COLOURS[key], title=label))
+        parts.append(_text(x + 16, y + 11, label))
+    parts.append(_text(20, legend_y + 3 * 18 + 8, "A layer measured below zero (noise) is not drawn.", size=10))
     return parts
 
 
 def _latency_panel(summary: dict[str, Any]) -> list[str]:
     """Grouped bars: p50, p90, p99 of each variant that ran (untraced, traced, and the bare floor)."""
-    left, right, top, bottom = 650, 940, 50, 330
+    left, right, top, bottom = 640, 950, 50, 330
     parts = [_text(left - 20, 24, "Latency under load (ms, median of rounds)", weight="bold")]
     variants = [v for v in ("untraced", "traced", "bare") if v in summary]
     percentiles = ("p50_ms", "p90_ms", "p99_ms")
@@ -97,7 +98,7 @@ def _latency_panel(summary: dict[str, Any]) -> list[str]:
             parts.append(
                 _rect(x, bottom - height, width - 2, height, colour=COLOURS[variant], title=f"{variant} {value:.2f} ms")
             )
-            parts.append(_text(x + width / 2 - 1, bottom - height - 4, f"{value:.1f}", anchor="middle"))
+            parts.append(_text(x + width / 2 - 1, bottom - height - 4, f"{value:.0f}", anchor="middle", size=10))
     parts.append(f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#333"/>')
     for i, variant in enumerate(variants):
         y, x = bottom + 34, left + i * 95
