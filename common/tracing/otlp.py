@@ -110,6 +110,10 @@ def _value(value: Any) -> bytes:  # noqa: PLR0911 - one return per AnyValue kind
     raise TypeError(f"Invalid type {type(value)} of value {value}")
 
 
+_CACHED_VALUE_CHARS = 128
+"""With 4096 entries, the cache holds well under 1 MB whatever the spans carry."""
+
+
 @lru_cache(maxsize=4096)
 def _repeated_attribute(number: int, key: str, kind: str, value: str | int) -> bytes:
     return _field(number, _key(key) + _field(2, _value(value)))
@@ -122,8 +126,9 @@ def _attributes(number: int, attributes: Mapping[str, Any] | None) -> bytes:
     for key, value in attributes.items():
         kind = type(value)
         # Most values repeat (methods, routes, addresses, ports, event types): their encoding is kept. Only exact
-        # str/int/bool are: 1 == 1.0 == True, and -0.0 == 0.0, would otherwise share an entry.
-        if kind is str or kind is int or kind is bool:
+        # str/int/bool are: 1 == 1.0 == True, and -0.0 == 0.0, would otherwise share an entry; and only short
+        # strings, so that clients' values (a user agent may be 64 KB) cannot make the cache large.
+        if (kind is str and len(value) <= _CACHED_VALUE_CHARS) or kind is int or kind is bool:
             parts.append(_repeated_attribute(number, key, kind.__name__, value))
         else:
             parts.append(_field(number, _key(key) + _field(2, _value(value))))
