@@ -19,7 +19,8 @@ from tools.stack import SERVICES
 ENV: dict[str, dict[str, str]] = {
     "off": {"OTEL_SDK_DISABLED": "true", "OTEL_PROPAGATORS": "none"},
     "untraced": {"OTEL_SDK_DISABLED": "true"},
-    "recorded": {"OTEL_TRACES_EXPORTER": "none"},
+    # Log correlation stays off until the last layer, so each variant holds every layer below it and no other.
+    "recorded": {"OTEL_TRACES_EXPORTER": "none", "OTEL_PYTHON_LOG_CORRELATION": "false"},
     "exported": {"OTEL_PYTHON_LOG_CORRELATION": "false"},
     "traced": {},
     "library": {},
@@ -40,6 +41,9 @@ class Layer:
 
 
 LAYERS = (
+    # The load carries no trace context, so untraced has none to pass on: this layer is what propagation costs
+    # then (reading the headers for one). With the SDK on, every hop writes and reads a context: that work is in
+    # the spans layer.
     Layer("propagation", "propagation (extract, inject: W3C + B3)", "off", "untraced"),
     Layer("spans", "spans recorded, not exported", "untraced", "recorded"),
     Layer("export", "batch processor + OTLP/HTTP export", "recorded", "exported"),
