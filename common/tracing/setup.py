@@ -90,11 +90,10 @@ def _shutdown_within(provider: TracerProvider, seconds: float) -> None:
 
 
 EXPORT_BATCH_SIZE = 128
-"""The demo's default for OTEL_BSP_MAX_EXPORT_BATCH_SIZE (the SDK's is 512). The batch worker encodes a batch
-while holding the GIL in the same process as the event loop, so a smaller batch means shorter pauses for the
-requests under way; and fewer spans held at once. Measured with `make bench` (docs/bench.md): p99 latency 184-199
-ms instead of 250-352 at the same throughput, RSS 1.5 MB lower per service; more posts (about 10 a second per
-service at 300 requests a second) cost no measurable CPU."""
+"""The demo's default for OTEL_BSP_MAX_EXPORT_BATCH_SIZE (the SDK's is 512): fewer spans held at once. Measured
+with three paired rounds of the bench's load (docs/bench.md): RSS 1.6-2.5 MB lower per service (the broker
+62.4-63.1 MB instead of 64.0-64.9, over the 64 MB goal), CPU per request and throughput no worse. Back to the
+SDK's default if a measurement shows the extra posts (about ten a second per service under load) cost more."""
 
 
 def _export_batch_size() -> int | None:
