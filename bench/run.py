@@ -1,16 +1,20 @@
 """`make bench`: what tracing costs, measured side by side with the same stack untraced and with a bare floor.
 
-Three variants of the chain first -> broker -> second, run in alternation (A/B/C, then C/B/A, ...) so a noisy
+Variants of the chain first -> broker -> second, run in alternation (A/B/C..., then ...C/B/A) so a noisy
 machine moves them all alike:
-- untraced: the demo with `OTEL_SDK_DISABLED=true`;
+- untraced: the demo with `OTEL_SDK_DISABLED=true` (the incoming trace context is still passed on);
 - traced: the demo exporting every span over OTLP/HTTP to a receiver this process runs;
-- bare: three raw-ASGI uvicorn processes (bench/bare_chain.py), the floor of this server stack.
+- bare: three raw-ASGI uvicorn processes (bench/bare_chain.py), the floor of this server stack;
+and the layers between them (bench/layers.py), each switching one more part of OpenTelemetry on: `off` (SDK
+disabled, `OTEL_PROPAGATORS=none`), then untraced (+ propagation), `recorded` (+ spans, not exported),
+`exported` (+ the batch processor and OTLP exporter, no log correlation), then traced (+ log correlation).
 
 Each run measures cold start (process start to the first 200 on /healthz, each service started alone as
 Knative starts a pod; then the first request through the chain), throughput and latency at a fixed
 concurrency, CPU per request, resident memory after warm-up and after the load, and for traced runs the
 spans the services ended (each logs its count on shutdown) against the spans the receiver got.
-It prints a table of medians with the traced/untraced and traced/bare ratios and writes all numbers as JSON.
+It prints a table of medians with the traced/untraced and traced/bare ratios, the breakdown by layer, and writes
+all numbers as JSON with a chart (bench/chart.py) beside it.
 """
 
 from __future__ import annotations
@@ -30,13 +34,19 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from bench import profile
+from bench import chart, layers, profile
 from bench.load import LoadResult, pick_generator, run_load
 from bench.proc_stats import cpu_seconds, rss_mb
 from tools.otlp_receiver import Receiver
 from tools.stack import ROOT, SERVICES, Service, Stack, address_in_use, free_port, start_service
 
-VARIANTS: tuple[str, ...] = ("untraced", "traced", "bare")
+VARIANTS: tuple[str, ...] = (*layers.VARIANTS, "bare")
+"""untraced, traced and bare, with the layer variants between (bench/layers.py), in the order of a round."""
+COMPARED = ("untraced", "traced", "bare")
+"""The main table's columns."""
+COLD_STARTS = frozenset({"untraced", "traced", "bare", "library"})
+"""The variants whose cold start is measured `--cold-starts` times; the layer variants start once (their cost
+under load is what they are for), which keeps a default run to about five minutes."""
 LIBRARY_VARIANTS = ("traced", "library")
 """`--library WHAT`: the demo as it is against the demo with the library's instrumentation or propagators in place
 of the hand-made ones (bench/library.py), to decide which hand-made part keeps its place."""
@@ -46,6 +56,9 @@ DEFAULT_OUT = RESULTS / "last-run.json"
 REFERENCE = RESULTS / "latest.json"
 """The committed reference run that docs/bench.md and the README quote."""
 PORT_ATTEMPTS = 3
+HOPS_WAITED = ("first", "broker")
+"""The services a request waits for: the broker answers 202 once the event is queued and delivers to second
+afterwards. The latency tracing adds, per hop, is the end-to-end difference divided among them."""
 _SPANS_ENDED = re.compile(r"telemetry: (\d+) spans ended")
 _QUEUE_FULL = "Queue full, dropping"
 
@@ -96,6 +109,8 @@ class Run:
     spans_ended: int | None = None
     spans_received: int | None = None
     queue_full_warnings: int | None = None
+    dropped_by_service: dict[str, int] = field(default_factory=dict)
+    """Spans a service ended that the receiver never got (a traced run whose counts are known)."""
     exit_codes: dict[str, int | None] = field(default_factory=dict)
 
 
@@ -159,8 +174,9 @@ def _start(variant: str, settings: Settings, receiver: Receiver | None, log_dir:
     """Start the three processes one at a time, downstream first (each alone, as Knative starts a pod), then
     send the first request through the chain; the cold-start part of the run."""
     # Traced runs keep every OTEL_BSP_* default: the bench measures the configuration users get.
-    env = {"OTEL_SDK_DISABLED": "true"} if variant == "untraced" else {}
-    stack = Stack(otlp_endpoint=receiver.endpoint if receiver else None, env=env, log_dir=log_dir)
+    stack = Stack(
+        otlp_endpoint=receiver.endpoint if receiver else None, env=dict(layers.ENV.get(variant, {})), log_dir=log_dir
+    )
     healthz: dict[str, float] = {}
     startup_cpu: dict[str, float] = {}
     try:
@@ -175,10 +191,11 @@ def _start(variant: str, settings: Settings, receiver: Receiver | None, log_dir:
             else:
                 env, command = stack.environment(name), None
             times: list[tuple[float, float]] = []
-            for attempt in range(settings.cold_starts):
+            starts = settings.cold_starts if variant in COLD_STARTS else 1
+            for attempt in range(starts):
                 took, service = _cold_start(stack, name, env, log_path, command)
                 times.append((took, cpu_seconds(service.process.pid)))
-                if attempt < settings.cold_starts - 1:
+                if attempt < starts - 1:
                     service.process.terminate()
                     service.process.wait(15)
             healthz[name] = statistics.median(t for t, _ in times)
@@ -206,7 +223,7 @@ def _start(variant: str, settings: Settings, receiver: Receiver | None, log_dir:
 def _one_run(variant: str, round_number: int, settings: Settings, log_root: Path) -> Run:
     log_dir = log_root / f"{round_number}-{variant}"
     log_dir.mkdir()
-    receiver = Receiver().start() if variant in LIBRARY_VARIANTS else None
+    receiver = Receiver().start() if variant in layers.EXPORTING else None
     loadavg = float(Path("/proc/loadavg").read_text().split()[0])
     try:
         stack, run = _start(variant, settings, receiver, log_dir)
@@ -224,10 +241,23 @@ def _one_run(variant: str, round_number: int, settings: Settings, log_root: Path
             run.spans_ended = sum(counts) if len(counts) == len(logs) else None
             run.spans_received = len(receiver.spans())
             run.queue_full_warnings = sum(text.count(_QUEUE_FULL) for text in logs)
+            if run.spans_ended is not None:
+                run.dropped_by_service = _dropped_by_service(stack, receiver)
         return run
     finally:
         if receiver is not None:
             receiver.stop()
+
+
+def _dropped_by_service(stack: Stack, receiver: Receiver) -> dict[str, int]:
+    received: dict[str, int] = {}
+    for span in receiver.spans():
+        received[span.service] = received.get(span.service, 0) + 1
+    dropped = {}
+    for name, service in stack.services.items():
+        ended = sum(int(n) for n in _SPANS_ENDED.findall(service.log()))
+        dropped[name] = ended - received.get(name, 0)
+    return dropped
 
 
 def _load(run: Run, settings: Settings, stack: Stack) -> None:
@@ -263,7 +293,7 @@ def _median(values: list[float]) -> float:
 def summarize(runs: list[Run]) -> dict[str, Any]:
     """Per variant: medians over the rounds of every number, and span totals for the traced runs."""
     summary: dict[str, Any] = {}
-    for variant in VARIANTS:
+    for variant in (*VARIANTS, *(v for v in LIBRARY_VARIANTS if v not in VARIANTS)):
         mine = [r for r in runs if r.variant == variant]
         if not mine:
             continue
@@ -284,7 +314,7 @@ def summarize(runs: list[Run]) -> dict[str, Any]:
         }
         for metric in ("healthz_s", "startup_cpu_s", "cpu_ms_per_request", "rss_after_warmup_mb", "rss_after_load_mb"):
             entry[metric] = {name: _median([getattr(r, metric)[name] for r in mine]) for name in SERVICES}
-        if variant in LIBRARY_VARIANTS:
+        if variant in layers.EXPORTING:
             known = all(r.spans_ended is not None for r in mine)
             ended = sum(r.spans_ended or 0 for r in mine)
             received = sum(r.spans_received or 0 for r in mine)
@@ -292,6 +322,9 @@ def summarize(runs: list[Run]) -> dict[str, Any]:
             entry["spans_received"] = received
             entry["spans_dropped"] = ended - received if known else None
             entry["queue_full_warnings"] = sum(r.queue_full_warnings or 0 for r in mine)
+            entry["spans_dropped_by_service"] = {
+                name: sum(r.dropped_by_service.get(name, 0) for r in mine) for name in SERVICES
+            }
         summary[variant] = entry
     return summary
 
@@ -514,16 +547,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     final = result(started, settings, runs, failure)
     write(args.out, final)
-    print(table(final["summary"], final["ratios"]))
-    if settings.library:
-        lib, hand, ratio = final["summary"]["library"], final["summary"]["traced"], final["ratios"]
-        print(
-            f"library ({settings.library}) against hand-made, medians: {lib['rps']:.0f} / {hand['rps']:.0f} req/s, "
-            f"CPU {lib['cpu_ms_per_request_total']:.2f} / {hand['cpu_ms_per_request_total']:.2f} ms a request; "
-            f"paired ratios: rps {ratio['library_vs_traced_rps']:.3f}, CPU {ratio['library_vs_traced_cpu']:.3f}, "
-            f"p50 {ratio['library_vs_traced_p50']:.3f}"
-        )
-    print(f"==> every number in {_shown(args.out)}")
+    _print_tables(final, settings)
+    picture = chart.write(args.out.with_suffix(".svg"), final)
+    print(f"==> every number in {_shown(args.out)}, the chart in {_shown(picture)}")
     if settings.profile_dir is not None:
         print(
             f"==> profiles in {settings.profile_dir}; top frames: python -m bench.profile {settings.profile_dir}/*.txt"
@@ -538,9 +564,27 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.save_reference:
         write(REFERENCE, final)
-        print(f"==> saved as the reference run: {_shown(REFERENCE)} (commit it with docs/bench.md's numbers)")
+        chart.write(REFERENCE.with_suffix(".svg"), final)
+        print(
+            f"==> saved as the reference run: {_shown(REFERENCE)} and its chart (commit them with docs/bench.md's "
+            "numbers)"
+        )
     print(conclusion(final["summary"], final["ratios"], final["goals"]))
     return 0
+
+
+def _print_tables(final: dict[str, Any], settings: Settings) -> None:
+    print(table(final["summary"], final["ratios"]))
+    if final["breakdown"] is not None:
+        print(layers.table(final["breakdown"], {v: s["rps"] for v, s in final["summary"].items()}))
+    if settings.library:
+        lib, hand, ratio = final["summary"]["library"], final["summary"]["traced"], final["ratios"]
+        print(
+            f"library ({settings.library}) against hand-made, medians: {lib['rps']:.0f} / {hand['rps']:.0f} req/s, "
+            f"CPU {lib['cpu_ms_per_request_total']:.2f} / {hand['cpu_ms_per_request_total']:.2f} ms a request; "
+            f"paired ratios: rps {ratio['library_vs_traced_rps']:.3f}, CPU {ratio['library_vs_traced_cpu']:.3f}, "
+            f"p50 {ratio['library_vs_traced_p50']:.3f}"
+        )
 
 
 def result(started: str, settings: Settings, runs: list[Run], failure: str | None = None) -> dict[str, Any]:
@@ -554,6 +598,7 @@ def result(started: str, settings: Settings, runs: list[Run], failure: str | Non
         "summary": summary,
         "ratios": ratio,
         "goals": goals(summary, ratio),
+        "breakdown": layers.breakdown(runs),
         "failure": failure,
         "runs": [asdict(r) for r in runs],
     }
@@ -576,12 +621,12 @@ def conclusion(summary: dict[str, Any], ratio: dict[str, float], goal: dict[str,
         lines.append(f"goal {name}: {g['value']:.2f}, target {g['target']}: {'met' if g['met'] else 'not met'}")
     if untraced and traced and ratio["traced_vs_untraced_rps"]:
         cost = (1 - ratio["traced_vs_untraced_rps"]) * 100
-        p50 = traced["p50_ms"] - untraced["p50_ms"]
+        p50, p99 = ((traced[p] - untraced[p]) / len(HOPS_WAITED) for p in ("p50_ms", "p99_ms"))
         met = sum(1 for g in goal.values() if g["met"])
         lines.append(
-            f"==> tracing costs {cost:.0f}% of throughput and {p50:.1f} ms at p50 on this machine "
-            f"({traced['rps']:.0f} vs {untraced['rps']:.0f} req/s, p50 {traced['p50_ms']:.1f} vs "
-            f"{untraced['p50_ms']:.1f} ms); {met} of {len(goal)} goals met (docs/bench.md)"
+            f"==> tracing costs {cost:.0f}% of throughput ({traced['rps']:.0f} vs {untraced['rps']:.0f} req/s) and "
+            f"adds {p50:.1f} ms at p50, {p99:.1f} ms at p99 per hop ({' and '.join(HOPS_WAITED)}) on this machine; "
+            f"{met} of {len(goal)} goals met (docs/bench.md)"
         )
     return "\n".join(lines)
 

@@ -1,6 +1,7 @@
-"""`make bench` in its quick mode, so the bench cannot rot: it runs all three variants for real, writes every
-number the README quotes to an untracked file, prints ratios people read right and a plain summary, and
-leaves `git status` as it was. A run that fails keeps the runs that finished before it."""
+"""`make bench` in its quick mode, so the bench cannot rot: it runs every variant for real (untraced, traced, bare
+and the layers between), writes every number the README quotes to an untracked file with its chart beside it,
+prints ratios people read right, the breakdown by layer and a plain summary, and leaves `git status` as it was. A
+run that fails keeps the runs that finished before it."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
+from bench.layers import LAYERS
+from bench.layers import VARIANTS as LAYER_VARIANTS
 from bench.run import DEFAULT_OUT, REFERENCE
 from tools.stack import ROOT
 
@@ -52,15 +56,20 @@ def test_make_bench_quick_prints_two_decimal_ratios_and_leaves_git_status_clean(
     assert all(re.fullmatch(r"\d+\.\d\d", ratio) for ratio in ratios), throughput
     last = done.stdout.strip().splitlines()[-1]
     assert re.fullmatch(
-        r"==> tracing costs -?\d+% of throughput and -?\d+\.\d ms at p50 on this machine \(.*\); \d of 5 goals met.*",
+        r"==> tracing costs -?\d+% of throughput \(\d+ vs \d+ req/s\) and adds "
+        r"-?\d+\.\d ms at p50, -?\d+\.\d ms at p99 per hop \(first and broker\) on this machine; \d of 5 goals met.*",
         last,
     ), last
+    # The breakdown: a row per layer, then the whole, each with a share.
+    for layer in LAYERS:
+        assert re.search(rf"^\+ {re.escape(layer.label[:20])}.*\d+\.\d{{3}}", done.stdout, re.M), layer.label
+    assert re.search(r"^= tracing in all \(traced - off\).*100%", done.stdout, re.M), done.stdout
 
     result = json.loads(DEFAULT_OUT.read_text())
     assert result["failure"] is None
     assert result["settings"]["generator"] in {"wrk", "hey", "python"}
     assert {"nproc", "cpu_model", "memory_gb"} <= set(result["machine"])
-    assert set(result["summary"]) == {"untraced", "traced", "bare"}
+    assert set(result["summary"]) == {*LAYER_VARIANTS, "bare"}
     for variant, numbers in result["summary"].items():
         assert set(numbers) >= PER_VARIANT, variant
         assert numbers["requests"] > 0 and numbers["rps"] > 0, variant
@@ -74,11 +83,28 @@ def test_make_bench_quick_prints_two_decimal_ratios_and_leaves_git_status_clean(
     assert traced["spans_dropped"] == traced["spans_ended"] - traced["spans_received"]
     assert {"traced_vs_untraced_rps", "traced_vs_bare_rps", "traced_vs_untraced_cold_start"} <= set(result["ratios"])
     assert {g["met"] for g in result["goals"].values()} <= {True, False}
-    assert len(result["runs"]) == 3
+    assert len(result["runs"]) == len(LAYER_VARIANTS) + 1
+    breakdown = result["breakdown"]
+    assert set(breakdown["layers"]) == {layer.key for layer in LAYERS}
+    for layer in breakdown["layers"].values():
+        assert set(layer["cpu_ms_per_request"]) == {*SERVICES, "all"}, layer
+    # Every layer variant ran with its own setting: the log-correlation switch really took the ids out.
+    assert result["summary"]["exported"]["spans_ended"] > 0
+    assert result["summary"]["recorded"].get("spans_ended") is None, "recorded spans are not exported"
+
+    # The chart, next to the JSON (untracked like it): an SVG with both panels and every layer in its legend.
+    picture = ElementTree.parse(DEFAULT_OUT.with_suffix(".svg")).getroot()
+    texts = {"".join(node.itertext()) for node in picture.iter("{http://www.w3.org/2000/svg}text")}
+    assert {
+        "CPU per request by layer (ms, median of paired rounds)",
+        "Latency under load (ms, median of rounds)",
+    } <= texts
+    assert {layer.label for layer in LAYERS} <= texts, texts
 
 
 def test_a_failed_run_keeps_the_runs_before_it(tmp_path: Path) -> None:
-    """Round 1 runs untraced, then traced: a setting only the traced services read makes the second run fail."""
+    """Round 1 runs off, untraced and recorded (none of which exports), then exported: a setting only the exporting
+    services read makes the fourth run fail."""
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, "-m", "bench.run", "--quick", "--generator", "python", "--out", str(out)],
@@ -90,8 +116,8 @@ def test_a_failed_run_keeps_the_runs_before_it(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "error: a run failed after 1 finished (kept in" in done.stderr
+    assert "error: a run failed after 3 finished (kept in" in done.stderr
     result = json.loads(out.read_text())
-    assert [run["variant"] for run in result["runs"]] == ["untraced"]
+    assert [run["variant"] for run in result["runs"]] == ["off", "untraced", "recorded"]
     assert result["summary"]["untraced"]["requests"] > 0
     assert "OTEL_EXPORTER_OTLP_PROTOCOL" in result["failure"]

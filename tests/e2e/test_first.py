@@ -140,6 +140,24 @@ def test_json_logs_carry_trace_and_span_ids(tmp_path: Path) -> None:
     assert all(len(r["span_id"]) == 16 and r["span_id"] != "0" * 16 for r in in_trace)
 
 
+def test_log_correlation_off_leaves_the_ids_out(tmp_path: Path) -> None:
+    """OTEL_PYTHON_LOG_CORRELATION=false (what `make bench` measures as a layer): same lines, no ids."""
+    env = {"LOG_FORMAT": "json", "OTEL_TRACES_EXPORTER": "none", "OTEL_PYTHON_LOG_CORRELATION": "false"}
+    with running("second", env, tmp_path) as second:
+        headers = {
+            "traceparent": f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01",
+            "ce-specversion": "1.0",
+            "ce-id": "no-ids-1",
+            "ce-source": "tests",
+            "ce-type": "t",
+        }
+        assert httpx.post(second.url + "/", headers=headers, content=b"x", timeout=5).status_code == 204
+        log = second.log()
+    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert any(r["message"].startswith("Event received: Context Attributes,") for r in records), log
+    assert not [r for r in records if "trace_id" in r or "span_id" in r], log
+
+
 def test_text_log_lines_in_a_span_carry_its_ids(stack: Stack, receiver: Receiver) -> None:
     body = httpx.get(stack.url("first") + "/", timeout=5).json()
     spans = complete_trace(receiver, body["trace_id"])
