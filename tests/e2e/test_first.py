@@ -6,6 +6,7 @@ import json
 import re
 import secrets
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -120,9 +121,10 @@ def test_structured_mode_is_selectable(receiver: Receiver, tmp_path: Path) -> No
     assert block[-1] == f"  hello from first, traceid={body['trace_id']}"
 
 
-def test_json_logs_carry_trace_and_span_ids(tmp_path: Path) -> None:
-    with running("second", {"LOG_FORMAT": "json", "OTEL_TRACES_EXPORTER": "none"}, tmp_path) as second:
-        trace_id = secrets.token_hex(16)
+def _json_records_of_one_event(env: dict[str, str], tmp_path: Path, trace_id: str) -> list[dict[str, Any]]:
+    """second's JSON log records after it received one event in trace `trace_id`."""
+    env = {"LOG_FORMAT": "json", "OTEL_TRACES_EXPORTER": "none", **env}
+    with running("second", env, tmp_path) as second:
         headers = {
             "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
             "ce-specversion": "1.0",
@@ -133,7 +135,13 @@ def test_json_logs_carry_trace_and_span_ids(tmp_path: Path) -> None:
         assert httpx.post(second.url + "/", headers=headers, content=b"x", timeout=5).status_code == 204
         log = second.log()
     records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
-    assert records, log
+    assert any(r["message"].startswith("Event received: Context Attributes,") for r in records), log
+    return records
+
+
+def test_json_logs_carry_trace_and_span_ids(tmp_path: Path) -> None:
+    trace_id = secrets.token_hex(16)
+    records = _json_records_of_one_event({}, tmp_path, trace_id)
     assert all({"time", "level", "service", "logger", "message"} <= record.keys() for record in records)
     in_trace = [r for r in records if r.get("trace_id") == trace_id]
     assert any(r["message"].startswith("Event received: Context Attributes,") for r in in_trace)
@@ -142,20 +150,8 @@ def test_json_logs_carry_trace_and_span_ids(tmp_path: Path) -> None:
 
 def test_log_correlation_off_leaves_the_ids_out(tmp_path: Path) -> None:
     """OTEL_PYTHON_LOG_CORRELATION=false (what `make bench` measures as a layer): same lines, no ids."""
-    env = {"LOG_FORMAT": "json", "OTEL_TRACES_EXPORTER": "none", "OTEL_PYTHON_LOG_CORRELATION": "false"}
-    with running("second", env, tmp_path) as second:
-        headers = {
-            "traceparent": f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01",
-            "ce-specversion": "1.0",
-            "ce-id": "no-ids-1",
-            "ce-source": "tests",
-            "ce-type": "t",
-        }
-        assert httpx.post(second.url + "/", headers=headers, content=b"x", timeout=5).status_code == 204
-        log = second.log()
-    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
-    assert any(r["message"].startswith("Event received: Context Attributes,") for r in records), log
-    assert not [r for r in records if "trace_id" in r or "span_id" in r], log
+    records = _json_records_of_one_event({"OTEL_PYTHON_LOG_CORRELATION": "false"}, tmp_path, secrets.token_hex(16))
+    assert not [r for r in records if "trace_id" in r or "span_id" in r], records
 
 
 def test_text_log_lines_in_a_span_carry_its_ids(stack: Stack, receiver: Receiver) -> None:
