@@ -14,7 +14,6 @@ import argparse
 import io
 import re
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -29,7 +28,7 @@ from tools import zero_code
 from tools.hops import BROWSER_HEADERS
 from tools.otlp_receiver import Receiver
 from tools.run_report import Block, TraceReport
-from tools.stack import Service, Stack, start_untraced_hop
+from tools.stack import Service, Stack, in_use, start_untraced_hop
 
 DEFAULT_PORT = 8080
 DEFAULT_OTLP_PORT = 4318
@@ -72,18 +71,6 @@ def _ports(args: argparse.Namespace, first: int | None = None) -> dict[str, int]
     if args.untraced_hop:
         ports["the untraced hop"] = base + 3
     return ports
-
-
-def in_use(port: int) -> bool:
-    """Something listens on 127.0.0.1:`port` (or on every address). SO_REUSEADDR as uvicorn binds, so a closed
-    connection still in TIME_WAIT does not count."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
 
 
 def _free_first_port(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,27 +29,37 @@ SERVICES = ("second", "broker", "first")
 
 
 # Below Linux's ephemeral range (32768-60999): the kernel gives those to outgoing connections, and one of them
-# could take a port between this check and the service binding it ("address already in use").
+# could take a port between this check and the service binding it ("address already in use"). Each block is
+# handed out once per process, so tests running side by side never get the same ports.
 PORT_RANGE = (20000, 32000)
+_handed_out: set[int] = set()
+_ports_lock = threading.Lock()
 
 
 def free_port(count: int = 1) -> int:
     """A loopback port nothing listens on now (and the `count` - 1 after it), outside the range outgoing
     connections are given: make run puts second, broker and the untraced hop right after first."""
-    for _ in range(200):
-        port = random.randrange(PORT_RANGE[0], PORT_RANGE[1] - count)  # noqa: S311 (a port to try, not a secret)
-        if all(_bindable(p) for p in range(port, port + count)):
+    with _ports_lock:
+        for _ in range(500):
+            port = random.randrange(PORT_RANGE[0], PORT_RANGE[1] - count)  # noqa: S311 (a port to try, not a secret)
+            block = set(range(port, port + count))
+            if block & _handed_out or any(in_use(p) for p in block):
+                continue
+            _handed_out.update(block)
             return port
     raise RuntimeError(f"no {count} free ports in a row on 127.0.0.1 in {PORT_RANGE}")
 
 
-def _bindable(port: int) -> bool:
+def in_use(port: int) -> bool:
+    """Something listens on 127.0.0.1:`port` (or on every address). SO_REUSEADDR as uvicorn binds, so a closed
+    connection still in TIME_WAIT does not count."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
-            return False
-    return True
+            return True
+    return False
 
 
 def address_in_use(service: Service) -> bool:

@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-from tools.run_demo import in_use
-from tools.stack import ROOT, free_port
+from tools.stack import ROOT, free_port, in_use
 
 # Which port to hold: first's own, second's and the broker's (first + 1 and + 2), the OTLP receiver's.
 CASES = {"first": 0, "second": 1, "broker": 2, "the OTLP receiver": None}

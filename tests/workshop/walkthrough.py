@@ -15,17 +15,14 @@ the command itself is kept, so the output must show that very id.
 from __future__ import annotations
 
 import os
-import random
 import re
 import signal
-import socket
 import subprocess
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.stack import ROOT, wait_healthy
+from tools.stack import ROOT, free_port, wait_healthy
 
 DOC = ROOT / "docs" / "workshop.md"
 DOC_PORTS = {"first": 8080, "second": 8081, "broker": 8082, "hop": 8083}
@@ -75,35 +72,6 @@ def steps(text: str) -> list[Step]:
     return found
 
 
-# Below Linux's ephemeral range (32768-60999), so no outgoing connection of a parallel test takes one of the
-# ports between the check and the service binding it; each block is handed out once per session.
-_PORT_RANGE = (20000, 32000)
-_handed_out: set[int] = set()
-_ports_lock = threading.Lock()
-
-
-def free_ports(count: int) -> int:
-    """The first of `count` consecutive free loopback ports (make run puts first, second, broker, hop in a row)."""
-    with _ports_lock:
-        for _ in range(500):
-            base = random.randrange(*_PORT_RANGE)
-            block = set(range(base, base + count))
-            if block & _handed_out or not all(_bindable(port) for port in block):
-                continue
-            _handed_out.update(block)
-            return base
-    raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1 in {_PORT_RANGE}")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 @dataclass(frozen=True)
 class Ports:
     """The real ports a step runs on, and how they map to the ones the walkthrough shows."""
@@ -113,7 +81,7 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(free_ports(len(DOC_PORTS)), free_ports(1))
+        return cls(free_port(len(DOC_PORTS)), free_port())
 
     @property
     def run_flags(self) -> str:
