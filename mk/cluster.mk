@@ -125,7 +125,7 @@ cluster: install ## Create the kind cluster; install pinned Knative (Kourier, Ev
 images: ## docker build every service image, tagged IMAGE_REPO/<service>:IMAGE_TAG (base: PYTHON_IMAGE=<image>)
 	@$(call engine_ready,--engine-only)$(foreach s,$(SERVICES),; \
 		echo "==> building $(IMAGE_REPO)/$(s):$(IMAGE_TAG)$(if $(PYTHON_IMAGE), on $(PYTHON_IMAGE))" && \
-		docker build $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) )-f $(s)/Dockerfile -t $(IMAGE_REPO)/$(s):$(IMAGE_TAG) . || exit 1)
+		$(DOCKER_BUILD)-f $(s)/Dockerfile -t $(IMAGE_REPO)/$(s):$(IMAGE_TAG) . || exit 1)
 
 deploy: images ## Load the images into kind, kubectl apply -k config/, wait until the Services are Ready
 	@$(CLUSTER_SCRIPTS)/prereqs.sh docker kind $(KUBECTL_BIN)

@@ -22,6 +22,9 @@ engine_ready = engine=$$($(COMPOSE_CHECK) $(1)) || exit 1; \
 		echo "==> the engine is Podman: building with the classic builder (DOCKER_BUILDKIT=0)"; \
 		export DOCKER_BUILDKIT=0; fi
 
+# `docker build` on PYTHON_IMAGE when it is set (a mirror, a local base); unset, the Dockerfiles' pinned digest.
+DOCKER_BUILD = docker build $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) )
+
 up: ## Docker or Podman: build, start first, broker, second + Jaeger, send one request, print its trace
 	@$(call engine_ready,$(COMPOSE)); \
 	echo "==> building the images$(if $(PYTHON_IMAGE), on $(PYTHON_IMAGE),) and starting first, broker, second and jaeger (docker compose up --wait)"; \

@@ -15,9 +15,9 @@ OTEL_OPERATOR_RELEASE := \
 .PHONY: operator operator-manifests autoinstrumentation-image
 
 autoinstrumentation-image: ## docker build the Python auto-instrumentation make operator injects, from the app's lock
-	@$(CLUSTER_SCRIPTS)/prereqs.sh docker
-	docker build $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) )-f $(AUTOINSTRUMENTATION_DOCKERFILE) \
-		-t $(AUTOINSTRUMENTATION_IMAGE) .
+	@$(call engine_ready,--engine-only); \
+		echo "==> building $(AUTOINSTRUMENTATION_IMAGE)$(if $(PYTHON_IMAGE), on $(PYTHON_IMAGE))" && \
+		$(DOCKER_BUILD)-f $(AUTOINSTRUMENTATION_DOCKERFILE) -t $(AUTOINSTRUMENTATION_IMAGE) .
 
 operator: install ## Cluster: cert-manager + OpenTelemetry Operator, then first and second zero-code (after deploy)
 	@test -f $(CLUSTER_DIR)/all/kustomization.yaml || { \
