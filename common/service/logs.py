@@ -136,11 +136,15 @@ def _ids(record: logging.LogRecord) -> tuple[str, str]:
     return getattr(record, "otelTraceID", _NO_TRACE), getattr(record, "otelSpanID", _NO_SPAN)
 
 
-class _TextFormatter(logging.Formatter):
+class _ServiceFormatter(logging.Formatter):
+    """A formatter that names the service on every record."""
+
     def __init__(self, service: str) -> None:
         super().__init__()
         self._service = service
 
+
+class _TextFormatter(_ServiceFormatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         trace_id, span_id = _ids(record)
@@ -151,11 +155,7 @@ class _TextFormatter(logging.Formatter):
         return text
 
 
-class _JsonFormatter(logging.Formatter):
-    def __init__(self, service: str) -> None:
-        super().__init__()
-        self._service = service
-
+class _JsonFormatter(_ServiceFormatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
