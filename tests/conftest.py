@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import pytest
 
 from tools.otlp_receiver import Receiver
 from tools.stack import Stack
+
+# The Ctrl-C tests send SIGINT to the processes they start, as a terminal does to its foreground job. A shell
+# starts background jobs (`make test &`, a CI runner's) with SIGINT ignored, and an ignored signal stays ignored
+# through exec: the services' uvicorn would then re-raise the signal into nothing and exit 0, not 130. A handled
+# signal is reset to its default on exec, so the processes the tests start see SIGINT as from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
