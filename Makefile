@@ -51,9 +51,12 @@ help: ## List the targets, grouped by path
 $(VENV_PYTHON): FORCE
 	@scripts/venv.sh $(VENV) "$(PYTHON)"
 
-$(RUNTIME_INSTALLED): $(VENV_PYTHON) requirements/runtime.txt
+# Then this project itself, editable and from here only (no index): its metadata registers the plug-ins'
+# entry points (pyproject.toml), which the services' OTEL_* settings name.
+$(RUNTIME_INSTALLED): $(VENV_PYTHON) requirements/runtime.txt pyproject.toml
 	@echo "==> installing the runtime lock (requirements/runtime.txt) into $(VENV): what make run needs"
 	@$(PIP_INSTALL) requirements/runtime.txt
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation --no-index -e .
 	@touch $@
 
 $(INSTALLED): $(RUNTIME_INSTALLED) requirements/dev.txt

@@ -93,7 +93,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def main() -> None:
-    # The same server settings as common.service.server.serve, so the floor differs from the demo only in the app.
+    # The same server settings as plugins.server.serve, so the floor differs from the demo only in the app.
     uvicorn.run(
         app,
         host=os.environ.get("HOST", "127.0.0.1"),

@@ -15,9 +15,8 @@ import os
 import sys
 from collections.abc import Callable
 
-from opentelemetry.propagators.textmap import TextMapPropagator
-
 from common.service.run import run
+from opentelemetry.propagators.textmap import TextMapPropagator
 
 CHOICES = ("server", "client", "propagators")
 
@@ -28,7 +27,7 @@ def _stock_propagators() -> TextMapPropagator:
     from opentelemetry.propagators.composite import CompositePropagator
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    from common.tracing.propagators import propagator_names
+    from plugins.propagators import propagator_names
 
     stock: dict[str, Callable[[], TextMapPropagator]] = {
         "tracecontext": TraceContextTextMapPropagator,

@@ -1,5 +1,19 @@
-"""`python -m broker`: serve broker on HOST:PORT (default 127.0.0.1:8082)."""
+"""`python -m broker`: OpenTelemetry from the `OTEL_*` environment, then the broker served by uvicorn on HOST:PORT
+(default 127.0.0.1:8082), uvicorn's other settings from its `UVICORN_*` variables."""
 
-from common.service.run import run
+import os
 
-run("broker")
+import uvicorn
+from opentelemetry.instrumentation.auto_instrumentation import initialize
+
+initialize()
+uvicorn.main(
+    [
+        "broker.app:create_app",
+        "--factory",
+        "--host",
+        os.environ.get("HOST", "127.0.0.1"),
+        "--port",
+        os.environ.get("PORT", "8082"),
+    ]
+)

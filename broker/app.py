@@ -11,11 +11,11 @@ from fastapi import FastAPI, Request, Response
 from opentelemetry import trace
 
 from broker.delivery import Dispatcher
+from broker.http_client import new_client
 from broker.settings import Settings
-from common.service.app import service_app
-from common.service.http_client import new_client
-from common.service.incoming import problem, read_event
-from common.tracing.events import event_attributes
+from broker.spans import event_attributes
+from event_tracing import flush_spans
+from plugins.receive import Rejected, problem, read_event
 
 SERVICE = "broker"
 DEFAULT_PORT = 8082
@@ -39,8 +39,25 @@ def create_app() -> FastAPI:
             app.state.dispatcher = Dispatcher(client, settings.dead_letters)
             yield
             await app.state.dispatcher.drain(settings.drain_timeout)
+        # After the deliveries drained: their spans are flushed too.
+        flush_spans()
 
-    app = service_app(SERVICE, lifespan)
+    app = FastAPI(
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        telemetry={"operation_spans": False, "exclude": lambda scope: scope["path"] == "/healthz"},
+    )
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.exception_handler(Rejected)
+    async def rejected(request: Request, exc: Rejected) -> Response:
+        return exc.response
+
     for t in settings.routing.triggers:
         log.info("trigger %s: broker %s, filter %s -> %s", t.name, t.broker, dict(t.filter), t.subscriber)
     log.info("events this broker gives up on are kept in %s (DEAD_LETTER_FILE)", settings.dead_letters.path)

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common.service.settings import env_str, fail_startup
-from common.wire import cloudevents
+from plugins import cloudevents
+from plugins.settings import env_str, fail_startup
 
 DEFAULT_PATH = "dead-letters.jsonl"
 

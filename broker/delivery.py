@@ -17,12 +17,12 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Status, StatusCode
 
+from broker.client_span import client_span
 from broker.dead_letters import DeadLetterFile
+from broker.spans import event_attributes
 from broker.triggers import Trigger
-from common.tracing.events import event_attributes
-from common.tracing.http_out import client_span
-from common.tracing.setup import current_trace_id
-from common.wire.cloudevents import Event, to_http
+from event_tracing import trace_id as current_trace_id
+from plugins.cloudevents import Event, to_http
 
 log = logging.getLogger("broker")
 tracer = trace.get_tracer("broker")

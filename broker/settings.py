@@ -7,8 +7,8 @@ from pathlib import Path
 
 from broker.dead_letters import DeadLetterFile
 from broker.triggers import ConfigError, Routing, load_routing, parse_subscribers
-from common.service.server import shutdown_timeout
-from common.service.settings import env_float, env_str, fail_startup
+from plugins.server import shutdown_timeout
+from plugins.settings import env_float, env_str, fail_startup
 
 DEFAULT_SUBSCRIBERS = "second=http://127.0.0.1:8081"
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from common.wire.cloudevents import Event
+from plugins.cloudevents import Event
 
 _ISO_DURATION = re.compile(
     r"^P(?:(?P<days>\d+(?:\.\d+)?)D)?(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?"

@@ -1,5 +1,15 @@
-"""`python -m first`: serve first on HOST:PORT (default 127.0.0.1:8080)."""
+"""`python -m first`: OpenTelemetry set up from the `OTEL_*` environment, then first served by uvicorn on
+HOST:PORT (Knative sets PORT). uvicorn's other settings come from its `UVICORN_*` variables."""
 
-from common.service.run import run
+import logging
+import os
 
-run("first")
+import uvicorn
+from opentelemetry.instrumentation.auto_instrumentation import initialize
+
+# The tracer provider, exporter, sampler and propagators OTEL_* names, as `opentelemetry-instrument` would.
+initialize()
+# The app's own INFO lines, when no UVICORN_LOG_CONFIG names a logging configuration.
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+host, port = os.environ.get("HOST", "127.0.0.1"), os.environ.get("PORT", "8080")
+uvicorn.main(["first.app:app", "--host", host, "--port", port])

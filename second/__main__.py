@@ -1,5 +1,16 @@
-"""`python -m second`: serve second on HOST:PORT (default 127.0.0.1:8081)."""
+"""`python -m second`: OpenTelemetry set up from the `OTEL_*` environment, then second served by uvicorn on
+HOST:PORT (Knative sets PORT). uvicorn's other settings come from its `UVICORN_*` variables."""
 
-from common.service.run import run
+import logging
+import os
 
-run("second")
+import uvicorn
+from opentelemetry.instrumentation.auto_instrumentation import initialize
+
+# The tracer provider, exporter, sampler and propagators OTEL_* names, as `opentelemetry-instrument` would.
+initialize()
+# The app's own INFO lines, when no UVICORN_LOG_CONFIG names a logging configuration.
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+uvicorn.main(
+    ["second.app:app", "--host", os.environ.get("HOST", "127.0.0.1"), "--port", os.environ.get("PORT", "8081")]
+)

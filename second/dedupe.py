@@ -9,18 +9,18 @@ many events arrive and however long their ids are: each is kept as a 32-byte dig
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from common.service.settings import env_float, env_int
-from common.wire.cloudevents import Event
+from cloudevents.core.base import BaseCloudEvent
 
 
-def _key(event: Event) -> bytes:
+def _key(event: BaseCloudEvent) -> bytes:
     # A CloudEvents string cannot hold U+0000, so it separates source from id without ambiguity.
-    return hashlib.sha256(f"{event.source}\0{event.id}".encode("utf-8", "surrogatepass")).digest()
+    return hashlib.sha256(f"{event.get_source()}\0{event.get_id()}".encode("utf-8", "surrogatepass")).digest()
 
 
 @dataclass
@@ -37,17 +37,17 @@ class Redeliveries:
     @classmethod
     def from_env(cls) -> Redeliveries:
         return cls(
-            window=env_float("DEDUPE_WINDOW", 600.0, minimum=0.0),
-            capacity=env_int("DEDUPE_MAX_EVENTS", 10_000, minimum=1),
+            window=max(0.0, float(os.environ.get("DEDUPE_WINDOW", "600"))),
+            capacity=max(1, int(os.environ.get("DEDUPE_MAX_EVENTS", "10000"))),
         )
 
-    def age(self, event: Event) -> float | None:
+    def age(self, event: BaseCloudEvent) -> float | None:
         """Seconds since this event (same source and id) was processed, or None when it was not, recently."""
         self._expire()
         first = self._seen.get(_key(event))
         return None if first is None else self.clock() - first
 
-    def remember(self, event: Event) -> None:
+    def remember(self, event: BaseCloudEvent) -> None:
         """Record that `event` was processed; call it only once it has been, so a failure can be retried."""
         if self.window <= 0:
             return

@@ -158,6 +158,34 @@ class Service:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
 
+SERVICE_ENV: Mapping[str, str] = {
+    # OpenTelemetry, through the standard variables: W3C Trace Context (read strictly) and baggage, the lean OTLP
+    # exporter, the B3-aware parent-based sampler (plugins/). FastAPI's own telemetry makes the SERVER spans, so
+    # the stock instrumentors installed for the zero-code step stay off.
+    "OTEL_PROPAGATORS": "tracecontext_strict,baggage",
+    "OTEL_TRACES_EXPORTER": "otlp_lean",
+    "OTEL_TRACES_SAMPLER": "parentbased_b3",
+    "OTEL_METRICS_EXPORTER": "none",
+    "OTEL_LOGS_EXPORTER": "none",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "128",
+    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "fastapi,httpx",
+    # uvicorn, through its own variables: the bounded server and the logging configuration of plugins/.
+    "UVICORN_HTTP": "plugins.server:BoundedHttpToolsProtocol",
+    "UVICORN_LOG_CONFIG": "plugins/logging.yaml",
+    "UVICORN_LOOP": "uvloop",
+    "UVICORN_ACCESS_LOG": "false",
+    "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN": "20",
+}
+"""What every service runs with, here and in the images (their Dockerfiles set the same: tests/containers checks
+it): the plug-ins are chosen by these settings, never imported by the apps."""
+SERVICE_OWN_ENV: Mapping[str, Mapping[str, str]] = {"second": {"STRICT_CLOUDEVENTS": "true"}}
+"""second receives CloudEvents: the receiving layer reads each strictly before the app (plugins/receive.py)."""
+
+
+def service_environment(name: str) -> dict[str, str]:
+    return {**SERVICE_ENV, **SERVICE_OWN_ENV.get(name, {})}
+
+
 def start_service(
     name: str,
     port: int,
@@ -167,7 +195,14 @@ def start_service(
     command: list[str] | None = None,
 ) -> Service:
     """Start one service; its output goes to `log_path` (or this terminal when None)."""
-    full_env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1", **env}
+    full_env = {
+        **service_environment(name),
+        **os.environ,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
     out: IO[bytes] | None = log_path.open("wb") if log_path else None
     process = subprocess.Popen(
         command or [sys.executable, "-m", name],

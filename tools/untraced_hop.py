@@ -17,8 +17,8 @@ from typing import Any, Final
 
 import httpx
 
-from common.service.settings import env_int, env_str, fail_startup
-from common.tracing.propagators import TRACE_HEADERS as TRACE_CONTEXT_HEADERS
+from plugins.propagators import TRACE_HEADERS as TRACE_CONTEXT_HEADERS
+from plugins.settings import env_int, env_str, fail_startup
 from tools.http_server import HttpServer
 
 TRACE_HEADERS: Final = TRACE_CONTEXT_HEADERS | {"baggage"}

@@ -1,4 +1,4 @@
-"""The SERVER and CLIENT spans the services make themselves (common.tracing.http_in, common.tracing.http_out): named
+"""The SERVER and CLIENT spans the services make themselves (common.tracing.http_in, broker.client_span): named
 and described by the HTTP semantic conventions, none for health checks, errors marked by the status code."""
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from starlette.datastructures import Headers
 
-from common.wire.cloudevents import (
+from plugins.cloudevents import (
     STRUCTURED_JSON,
     Event,
     EventError,

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
-from common.wire.cloudevents import OPTIONAL, REQUIRED, STRUCTURED_JSON, Event, EventError, canonical, parse, to_http
+from plugins.cloudevents import OPTIONAL, REQUIRED, STRUCTURED_JSON, Event, EventError, canonical, parse, to_http
 
 EXAMPLES = settings(max_examples=200, deadline=None)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.service.header_logging import MASK, format_headers, is_secret
+from plugins.header_logging import MASK, format_headers, is_secret
 
 
 @pytest.mark.parametrize(

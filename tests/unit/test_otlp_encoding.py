@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-from common.tracing.otlp import encode_request
+from plugins.exporter import encode_request
 
 EXAMPLES = settings(max_examples=300, deadline=None)
 

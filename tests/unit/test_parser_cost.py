@@ -18,14 +18,14 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from common.tracing.http_in import GETTER
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from common.service.logs import escape
-from common.tracing.http_in import GETTER
-from common.wire.b3 import parse_b3_multi, parse_b3_single
-from common.wire.cloudevents import header_value
-from common.wire.w3c import W3CTraceContext, parse_traceparent, parse_tracestate
+from plugins.b3 import parse_b3_multi, parse_b3_single
+from plugins.cloudevents import header_value
+from plugins.logs import escape
+from plugins.w3c import W3CTraceContext, parse_traceparent, parse_tracestate
 
 # Hypothesis's explain phase traces too; the count must be the only tracer.
 COST = settings(max_examples=40, deadline=None, phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink))

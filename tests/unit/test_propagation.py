@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pytest
+from common.tracing.http_in import GETTER, header_lists
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry import trace
@@ -14,10 +15,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler
 from opentelemetry.trace import SpanContext
 
-from common.tracing.http_in import GETTER, header_lists
-from common.tracing.propagators import propagator_from_env
-from common.wire.b3 import B3, B3AwareSampler, B3Multi, B3Single, Sampling, b3_from_context, parse_b3_single
-from common.wire.w3c import W3CTraceContext, parse_traceparent
+from plugins.b3 import B3, B3AwareSampler, B3Multi, B3Single, Sampling, b3_from_context, parse_b3_single
+from plugins.propagators import propagator_from_env
+from plugins.w3c import W3CTraceContext, parse_traceparent
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from broker.triggers import ConfigError, Delivery, Trigger, load_routing, parse_duration, parse_subscribers
-from common.wire.cloudevents import Event
 from first.app import EVENT_SOURCE, EVENT_TYPE
+from plugins.cloudevents import Event
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBSCRIBERS = {"second": "http://127.0.0.1:9001"}

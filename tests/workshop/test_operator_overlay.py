@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from common.tracing.propagators import DEFAULT_PROPAGATORS
+from plugins.propagators import DEFAULT_PROPAGATORS
 from tests.config.conftest import Manifest, kustomize, make_value
 from tests.config.test_make_targets import dry_run, in_order
 from tests.containers import dockerfiles

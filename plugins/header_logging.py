@@ -4,7 +4,7 @@ A value is shown only when its header is on the allow-list of headers known to c
 context, content negotiation, the CloudEvents attributes that are not extensions), or when its name does not
 look like one that carries a credential (`_CREDENTIAL_NAME`) and the value does not look like one either (an
 HTTP authentication scheme, a JWT). Everything else is masked, the name kept. Names and shown values are
-escaped and cut (common/service/logs.py, escape), so a header cannot add a line to the log.
+escaped and cut (plugins/escaping.py), so a header cannot add a line to the log.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 
-from common.service.logs import MASK, Block, escape
-from common.tracing.propagators import TRACE_HEADERS
+from plugins.escaping import MASK, Block, escape
+from plugins.propagators import TRACE_HEADERS
 
 __all__ = ["MASK", "format_headers", "is_secret"]
 
@@ -22,7 +22,7 @@ SHOWN: frozenset[str] = frozenset(
     {
         # Trace context: what the demo is about.
         *TRACE_HEADERS,
-        # CloudEvents binary mode: the attributes the spec defines (extensions are masked: common/wire).
+        # CloudEvents binary mode: the attributes the spec defines (extensions are masked: plugins/cloudevents.py).
         "ce-id",
         "ce-source",
         "ce-specversion",
@@ -57,7 +57,7 @@ _CREDENTIAL_VALUE = re.compile(
 
 
 # Header names repeat on every request, so each is judged once (86 -> 11 us per header block in docs/bench.md).
-# Bounded: at most MAX_HEADERS names a request (common/service/server.py), and the cache keeps 1024.
+# Bounded: at most MAX_HEADERS names a request (plugins/server.py), and the cache keeps 1024.
 @lru_cache(maxsize=1024)
 def is_secret(name: str) -> bool:
     """Whether a header of this name may carry a credential (its value is never shown)."""

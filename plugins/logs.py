@@ -1,4 +1,5 @@
-"""Logging that joins traces: every record written inside a span carries its trace and span ids
+"""The services' logging configuration (plugins/logging.yaml, named by `UVICORN_LOG_CONFIG`). Logging that joins
+traces: every record written inside a span carries its trace and span ids
 (`OTEL_PYTHON_LOG_CORRELATION=false`, the standard variable, leaves them out; `make bench` measures that layer).
 
 `LOG_FORMAT=text` (default) reads like the article's output; `LOG_FORMAT=json` writes one JSON object a line
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import threading
 import time
@@ -23,40 +23,13 @@ from collections.abc import Mapping
 
 from opentelemetry import trace
 
-from common.service.settings import env_bool, env_choice, env_str
+from plugins.cloudevents import describe_sdk_event
+from plugins.escaping import MASK, Block, escape
+from plugins.header_logging import format_headers
+from plugins.settings import env_bool, env_choice, env_str
 
 _NO_TRACE = "0" * 32
 _NO_SPAN = "0" * 16
-
-VALUE_LIMIT = 1024
-"""The most characters of one client-controlled value a log line shows; the rest is summarised."""
-MASK = "***"
-# What could end a line or hide text in a terminal or a log viewer: C0/C1 controls (CR, LF, ESC...), Unicode
-# line and paragraph separators, zero-width and bidirectional controls, the BOM, lone surrogates; and the
-# backslash, so that an escape sequence cannot be faked. Everything else (accents, emoji) stays readable.
-_UNSAFE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ud800-\udfff]")
-
-
-class Block(str):
-    """A multi-line log text assembled from escaped values: the escaping filter leaves it as it is."""
-
-
-def escape(value: object, limit: int = VALUE_LIMIT) -> str:
-    """`value` as text that stays on its line: cut at `limit` characters (the cut said), then every character
-    that is not printable (and the backslash, so an escape cannot be faked) written as a Python escape."""
-    text = value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
-    cut = ""
-    if len(text) > limit:
-        cut = f"... ({len(text)} characters in all)"
-        text = text[:limit]
-    return _UNSAFE.sub(_escaped, text) + cut
-
-
-def _escaped(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    if code == 0x5C:
-        return "\\\\"
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 class _EscapeValues(logging.Filter):
@@ -104,9 +77,7 @@ class _RateLimited(logging.Filter):
     processor): with the trace backend down or hanging they would log on every batch and every retry. The
     record that gets through after a quiet spell says how many were held back."""
 
-    def __init__(
-        self, prefix: tuple[str, ...] = ("opentelemetry", "common.service.server"), interval: float = 30.0
-    ) -> None:
+    def __init__(self, prefix: tuple[str, ...] = ("opentelemetry", "plugins.server"), interval: float = 30.0) -> None:
         super().__init__()
         self._prefix = prefix
         self._interval = interval
@@ -149,7 +120,7 @@ class _TextFormatter(_ServiceFormatter):
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         trace_id, span_id = _ids(record)
         ids = f" trace_id={trace_id} span_id={span_id}" if trace_id != _NO_TRACE else ""
-        text = f"{stamp} {self._service:<6} {record.levelname:<7}{ids} {record.getMessage()}"
+        text = f"{stamp} {self._service:<6} {record.levelname:<7}{ids} {record.getMessage()}{_extras(record)}"
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text
@@ -162,7 +133,7 @@ class _JsonFormatter(_ServiceFormatter):
             "level": record.levelname,
             "service": self._service,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": record.getMessage() + _extras(record),
         }
         trace_id, span_id = _ids(record)
         if trace_id != _NO_TRACE:
@@ -173,24 +144,34 @@ class _JsonFormatter(_ServiceFormatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def setup_logging(service: str) -> None:
-    """Route the root logger (and uvicorn's) through one handler with trace ids."""
-    fmt = env_choice("LOG_FORMAT", "text", ("text", "json"))
-    level = env_str("LOG_LEVEL", "INFO").upper()
-    handler = logging.StreamHandler(sys.stdout)
-    # On by default, unlike the logging instrumentation's default: the demo promises ids on its lines.
-    if env_bool("OTEL_PYTHON_LOG_CORRELATION", True):
-        handler.addFilter(_TraceIds())
-    handler.addFilter(_EscapeValues())
-    handler.addFilter(_RateLimited())
-    handler.setFormatter(_JsonFormatter(service) if fmt == "json" else _TextFormatter(service))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
-    # httpx logs every request at INFO; the services log what matters about each send themselves.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    # One access line per request adds nothing to the article's own lines and costs time on the hot path.
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+def _extras(record: logging.LogRecord) -> str:
+    """The blocks an app hands over with `extra=`: the request headers (`http_headers`, credentials masked) and a
+    CloudEvent (`cloudevent`, the article's block, extensions masked). Apps run without this configuration log
+    only their message, so neither can leak where nothing masks it."""
+    text = ""
+    headers = getattr(record, "http_headers", None)
+    if headers is not None:
+        text += format_headers("", headers)  # "\n\tName: value" a header, after the app's title
+    event = getattr(record, "cloudevent", None)
+    if event is not None:
+        text += " " + describe_sdk_event(event)  # "Context Attributes, ..." after the app's "Event received:"
+    return text
+
+
+class ServiceHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The one handler of every service (plugins/logging.yaml): standard output, trace ids, escaped values,
+    OpenTelemetry's own warnings rate-limited, `LOG_FORMAT` text (default) or json, `LOG_LEVEL` (default INFO),
+    the service named by OTEL_SERVICE_NAME."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+        service = env_str("OTEL_SERVICE_NAME", env_str("K_SERVICE", "service"))
+        fmt = env_choice("LOG_FORMAT", "text", ("text", "json"))
+        # On by default, unlike the logging instrumentation's default: the demo promises ids on its lines.
+        if env_bool("OTEL_PYTHON_LOG_CORRELATION", True):
+            self.addFilter(_TraceIds())
+        self.addFilter(_EscapeValues())
+        self.addFilter(_RateLimited())
+        self.setFormatter(_JsonFormatter(service) if fmt == "json" else _TextFormatter(service))
+        # The root logger's level: set here, since a logging configuration file cannot read the environment.
+        logging.getLogger().setLevel(env_str("LOG_LEVEL", "INFO").upper())

@@ -17,15 +17,13 @@ the span that continues it:
 - deny (`X-B3-Sampled: 0`, `b3: ...-0`, a bare `b3: 0`): records nothing; the unsampled context then goes
   downstream, so the broker and second record nothing either;
 - accept and debug: records (debug is an emphasised accept).
-A W3C `traceparent` in the same request wins (the composite's order, common/tracing/propagators.py), and its
-sampled flag is left to the configured sampler, since W3C flags are recommendations. It is installed in code
-and under `opentelemetry-instrument` alike (common/tracing/setup.py).
+A W3C `traceparent` in the same request wins (the composite's order: b3multi_strict before tracecontext_strict in
+OTEL_PROPAGATORS), and its sampled flag is left to the configured sampler, since W3C flags are recommendations.
+`OTEL_TRACES_SAMPLER=parentbased_b3` chooses it.
 
-Delete this module (and name `b3`/`b3multi` to the stock propagators) when opentelemetry-propagator-b3 passes
+Delete this module (and name the stock `b3`/`b3multi` in OTEL_PROPAGATORS) when opentelemetry-propagator-b3 passes
 the B3 cases of tests/unit/test_propagation.py and the SDK samples a B3 "defer" as a new trace.
 
-Cost is not the reason it exists: measured together with common/wire/w3c.py against the stock propagators (the
-numbers are there), no difference.
 """
 
 from __future__ import annotations
@@ -39,11 +37,18 @@ from typing import Final
 from opentelemetry import trace
 from opentelemetry.context import Context, create_key, get_value, set_value
 from opentelemetry.propagators import textmap
-from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult, _get_from_env_or_default
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.util.types import Attributes
 
-from common.wire.w3c import OWS
+from plugins.w3c import OWS
 
 B3_SINGLE: Final = "b3"
 B3_TRACE_ID: Final = "x-b3-traceid"
@@ -288,6 +293,11 @@ class B3AwareSampler(Sampler):
         return f"B3Aware{{{self._delegate.get_description()}}}"
 
 
-def sampler_from_env() -> Sampler:
-    """OTEL_TRACES_SAMPLER(_ARG), read by the SDK's own function (default parentbased_always_on), made B3-aware."""
-    return B3AwareSampler(_get_from_env_or_default())
+def parentbased_b3(rate: str | None) -> Sampler:
+    """`OTEL_TRACES_SAMPLER=parentbased_b3` (an `opentelemetry_traces_sampler` entry point): the stock
+    parent-based sampler, a new trace sampled at OTEL_TRACES_SAMPLER_ARG (default 1), made B3-aware."""
+    try:
+        ratio = 1.0 if rate is None or not rate.strip() else float(rate)
+    except ValueError:
+        raise ValueError(f"OTEL_TRACES_SAMPLER_ARG={rate!r} must be a number from 0 to 1") from None
+    return B3AwareSampler(ParentBased(ALWAYS_ON if ratio >= 1 else TraceIdRatioBased(ratio)))

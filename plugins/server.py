@@ -1,5 +1,6 @@
-"""How every service is served: uvicorn on HOST:PORT (loopback unless told otherwise), with bounded work per
-connection and a clean SIGTERM.
+"""The bounded server every service runs with: uvicorn's httptools protocol with bounds on each connection,
+chosen by uvicorn's own `http` setting (`UVICORN_HTTP=plugins.server:BoundedHttpToolsProtocol`), never imported
+by an app. In front of the app it puts the receiving layer (plugins/receive.py) and a clean end at shutdown.
 
 Bounds (docs/robustness.md, "Connections and request heads"):
 - a request head (request line and headers) over MAX_HEADER_BYTES or with more than MAX_HEADERS fields gets
@@ -13,7 +14,7 @@ uvicorn has settings for the keep-alive timeout (used) and for concurrency (`lim
 answers 503 only once a request head has arrived, and keeps the connection, so idle connections would still
 use up descriptors), but none for the size of a head or the time to receive it with the httptools parser
 (`h11_max_incomplete_event_size` exists only for the slower h11 parser), and the connection limit above is
-missing too. `_BoundedHttpTools` adds those to uvicorn's own protocol class in a few lines; delete it when
+missing too. `BoundedHttpToolsProtocol` adds those to uvicorn's own protocol class in a few lines; delete it when
 uvicorn grows them.
 """
 
@@ -24,12 +25,11 @@ import json
 import logging
 from typing import Any
 
-import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from common.service.settings import env_float, env_int, env_str
-from common.tracing.http_in import ASGIApp, Message, Receive, Scope, Send
+from plugins.receive import ReceivingLayer
+from plugins.settings import env_bool, env_float, env_int
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +37,13 @@ MAX_HEADER_BYTES = env_int("MAX_HEADER_BYTES", 64 * 1024, minimum=1024)
 MAX_HEADERS = env_int("MAX_HEADERS", 100, minimum=10)
 HEADER_TIMEOUT = env_float("HEADER_TIMEOUT", 10.0, minimum=0.1)
 MAX_CONNECTIONS = env_int("MAX_CONNECTIONS", 1000, minimum=1)
-KEEP_ALIVE_TIMEOUT = 5
-"""uvicorn's default, written out: an idle keep-alive connection is closed after this many seconds."""
+STRICT_CLOUDEVENTS = env_bool("STRICT_CLOUDEVENTS", False)
 
 
 def shutdown_timeout() -> int:
-    """SHUTDOWN_TIMEOUT: seconds SIGTERM waits for requests in flight, and then for the broker's deliveries."""
-    return env_int("SHUTDOWN_TIMEOUT", 20, minimum=1)
+    """uvicorn's UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN: seconds SIGTERM waits for requests in flight (and then the
+    broker for its deliveries)."""
+    return env_int("UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN", 20, minimum=1)
 
 
 def _refusal(status: bytes, message: str) -> bytes:
@@ -65,11 +65,22 @@ class _HeadTooLarge(Exception):
     """Raised inside a parser callback: httptools stops parsing and uvicorn calls send_400_response."""
 
 
-class _BoundedHttpTools(HttpToolsProtocol):
+_wrapped: dict[int, ASGIApp] = {}
+"""The app each protocol instance serves, wrapped once per loaded app (uvicorn makes a protocol a connection)."""
+
+
+def _wrap(app: ASGIApp) -> ASGIApp:
+    if id(app) not in _wrapped:
+        _wrapped[id(app)] = EndAtShutdown(ReceivingLayer(app, STRICT_CLOUDEVENTS))
+    return _wrapped[id(app)]
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the bounds of the module's docstring."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.app = _wrap(self.app)
         self._head_bytes = 0
         self._head_received = 0
         self._head_fields = 0
@@ -204,28 +215,3 @@ class EndAtShutdown:
                     await send({"type": "http.response.body", "body": body})
                 except Exception:  # noqa: S110 - the client may be gone: nothing more to tell it
                     pass
-
-
-def serve(app: FastAPI, default_port: int) -> None:
-    host = env_str("HOST", "127.0.0.1")
-    port = env_int("PORT", default_port, minimum=0)
-    # uvicorn handles SIGTERM/SIGINT: it stops accepting, lets in-flight requests finish (bounded by
-    # timeout_graceful_shutdown) and then runs the app's lifespan shutdown, which flushes the spans.
-    config = uvicorn.Config(
-        EndAtShutdown(app),
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        loop="uvloop",
-        http=_BoundedHttpTools,
-        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
-        timeout_graceful_shutdown=shutdown_timeout(),
-        lifespan="on",
-    )
-    try:
-        uvicorn.Server(config).run()
-    except KeyboardInterrupt:
-        # Ctrl-C by hand: uvicorn has already shut down gracefully and re-raises the signal, which Python turns
-        # into a traceback that would only alarm. 130 is the shell's status for a SIGINT.
-        raise SystemExit(130) from None

@@ -9,7 +9,7 @@ where a tracing demo must not:
 A malformed header never raises: it contributes no context. Every value is capped before it is parsed, and
 parsing is linear (tests/unit/test_parser_cost.py). Injection is the stock code: it writes what the spec asks.
 
-Delete this module (and name `tracecontext` to the stock propagator in common/tracing/propagators.py) when the
+Delete this module (and name the stock `tracecontext` in OTEL_PROPAGATORS) when the
 stock propagator passes the W3C cases of tests/unit/test_propagation.py.
 
 Cost is not the reason it exists. Measured with `python -m bench.run --library propagators --rounds 3 --duration 5

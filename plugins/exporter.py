@@ -1,56 +1,40 @@
-"""The OTLP/HTTP span exporter the services use, built from the exporter package's own parts: its HTTP client
-(`_OTLPHTTPClient`: retries, back-off, deadline, compression) and its readers of the standard
-`OTEL_EXPORTER_OTLP_*` variables (endpoint, headers, timeout, compression, certificates), so it behaves as the
-stock `OTLPSpanExporter` does, with two changes:
+"""`otlp_lean`: an OTLP/HTTP (protobuf) span exporter, chosen with `OTEL_TRACES_EXPORTER=otlp_lean` (an
+`opentelemetry_traces_exporter` entry point in pyproject.toml). It reads the standard `OTEL_EXPORTER_OTLP_*`
+variables (endpoint, headers, timeout, compression, certificates) as the stock `OTLPSpanExporter` does and
+retries as the OTLP specification says (429, 502, 503, 504 and connection errors, exponential back-off with
+jitter, within the timeout), with two changes, each measured in docs/bench.md:
 
-1. **The package's urllib3 transport, not requests**: it ships both, and requests adds 3.4 MB of imports to each
-   traced service (RSS before and after the import); the protobuf classes, unused here, 2.5 MB more. Delete
-   `_transport` when the stock exporter takes urllib3 by default or lets a setting choose.
-2. **A hand-made protobuf encoder** (`encode_request`), because the stock one builds a protobuf object for every
-   span, attribute and value before serialising them: 36-56 us a span on this VM (`encode_spans(...)
-   .SerializePartialToString()` over 512 spans of the demo), the largest part of a span's cost, paid nine times
-   a request on the batch worker's thread, which shares the GIL with the event loop. This one writes the same
-   wire bytes directly (tests/unit/test_otlp_encoding.py decodes both with the stock protobuf classes and
-   compares them, byte for byte, over generated spans); 15 us a span instead of 47 measured side by side, most
-   of it by keeping the encoding of attribute values that repeat. Delete it, and this module for the stock
-   `OTLPSpanExporter`, when the stock encoder costs less than 20 us a span (docs/bench.md), or at once if the
-   test finds the outputs differ after an upgrade.
+1. **urllib3, not requests**: requests adds megabytes of imports to each traced service. Delete the transport
+   half when the stock exporter takes urllib3 through a public setting.
+2. **A hand-made protobuf encoder** (`encode_request`): the stock one builds a protobuf object for every span,
+   attribute and value before serialising them, the largest part of a span's cost, paid on the batch worker's
+   thread, which shares the GIL with the event loop. This one writes the same wire bytes directly
+   (tests/unit/test_otlp_encoding.py decodes both with the stock protobuf classes and compares them, byte for
+   byte). Delete it, and this module for the stock exporter (`OTEL_TRACES_EXPORTER=otlp` with
+   `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`), when the stock encoder is as cheap, or at once if the test
+   finds the outputs differ after an upgrade.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
+import random
 import struct
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from opentelemetry.exporter.http.transport._urllib3 import Urllib3HTTPTransport
-from opentelemetry.exporter.otlp.common.http import _OTLPHTTPClient
-from opentelemetry.exporter.otlp.proto.http._common import (
-    _resolve_compression,
-    _resolve_endpoint,
-    _resolve_headers,
-    _resolve_timeout,
-)
-from opentelemetry.sdk.environment_variables import (
-    OTEL_EXPORTER_OTLP_CERTIFICATE,
-    OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE,
-    OTEL_EXPORTER_OTLP_CLIENT_KEY,
-    OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE,
-    OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE,
-    OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY,
-    OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
-    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
-    OTEL_EXPORTER_OTLP_TRACES_HEADERS,
-    OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
-)
+import urllib3
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext
+from opentelemetry.util.re import parse_env_headers
 
 _logger = logging.getLogger("opentelemetry.exporter.otlp.proto.http.trace_exporter")
 """The stock exporter's logger name: its failures are rate-limited like the rest of OpenTelemetry's
@@ -213,42 +197,110 @@ def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
     return b"".join(out)
 
 
-def _transport() -> Urllib3HTTPTransport:
-    """urllib3, with the certificates the stock exporter would give requests (the same variables, same order)."""
+def _setting(name: str, default: str = "") -> str:
+    """OTEL_EXPORTER_OTLP_TRACES_<name>, else OTEL_EXPORTER_OTLP_<name>: the signal's own variable wins."""
     env = os.environ.get
-    verify: bool | str = env(OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE) or env(OTEL_EXPORTER_OTLP_CERTIFICATE) or True
-    key = env(OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY) or env(OTEL_EXPORTER_OTLP_CLIENT_KEY)
-    certificate = env(OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE) or env(OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE)
-    cert = (certificate, key) if certificate and key else certificate
-    return Urllib3HTTPTransport(verify=verify, cert=cert)
+    return env(f"OTEL_EXPORTER_OTLP_TRACES_{name}") or env(f"OTEL_EXPORTER_OTLP_{name}") or default
+
+
+def _endpoint() -> str:
+    if endpoint := os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        return endpoint  # the signal's endpoint is used as it is, path included
+    base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "http://localhost:4318"
+    return f"{base.removesuffix('/')}/v1/traces"
+
+
+def _timeout() -> float:
+    """Seconds for one export, retries included (the SDK's reading of the variable: seconds, default 10)."""
+    raw = _setting("TIMEOUT", "10")
+    try:
+        return float(raw)
+    except ValueError:
+        _logger.warning("Invalid timeout value %r, using default of 10 seconds", raw)
+        return 10.0
+
+
+def _pool() -> urllib3.PoolManager:
+    """Connections with the certificates the stock exporter would use (the same variables, same order)."""
+    certificate = _setting("CLIENT_CERTIFICATE") or None
+    return urllib3.PoolManager(
+        num_pools=1,
+        maxsize=1,  # one batch worker thread exports
+        ca_certs=_setting("CERTIFICATE") or None,
+        cert_file=certificate,
+        key_file=(_setting("CLIENT_KEY") or None) if certificate else None,
+    )
+
+
+_RETRYABLE = frozenset({429, 502, 503, 504})
+_MAX_BACKOFF = 32.0
 
 
 class OTLPHTTPSpanExporter(SpanExporter):
-    """OTLP/HTTP (protobuf) export of spans: the exporter package's own HTTP client (retries with back-off, the
-    deadline of OTEL_EXPORTER_OTLP_TIMEOUT, compression) and settings readers, over its urllib3 transport, with
-    `encode_request` in place of the protobuf classes."""
+    """OTLP/HTTP (protobuf) export of spans with `encode_request`, over urllib3, as the module says."""
 
     def __init__(self) -> None:
-        self._client = _OTLPHTTPClient(
-            transport=_transport(),
-            endpoint=_resolve_endpoint(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, "v1/traces"),
-            kind="spans",
-            timeout=_resolve_timeout(OTEL_EXPORTER_OTLP_TRACES_TIMEOUT),
-            compression=_resolve_compression(OTEL_EXPORTER_OTLP_TRACES_COMPRESSION),
-            headers=_resolve_headers(None, OTEL_EXPORTER_OTLP_TRACES_HEADERS),
-            logger=_logger,
-        )
+        self._endpoint = _endpoint()
+        self._timeout = _timeout()
+        self._gzip = _setting("COMPRESSION", "none").strip().lower() == "gzip"
+        self._headers = {"content-type": "application/x-protobuf", "user-agent": "knative-tracing-otlp-lean"}
+        self._headers.update(parse_env_headers(_setting("HEADERS"), liberal=True))
+        if self._gzip:
+            self._headers["content-encoding"] = "gzip"
+        self._pool = _pool()
+        self._shutdown = threading.Event()
+        self.exported = 0
+        """Spans the backend acknowledged: logged at shutdown, so `make bench` can compare it with what arrived."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._shutdown.is_set():
+            return SpanExportResult.FAILURE
         try:
-            serialized = encode_request(spans)
+            body = encode_request(spans)
         except Exception:  # as the stock exporter: the batch is lost, and said so
             _logger.exception("Failed to encode span batch")
             return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS if self._client.export(serialized).success else SpanExportResult.FAILURE
+        result = self._post(gzip.compress(body) if self._gzip else body)
+        if result is SpanExportResult.SUCCESS:
+            self.exported += len(spans)
+        return result
+
+    def _post(self, body: bytes) -> SpanExportResult:
+        deadline = time.monotonic() + self._timeout
+        for attempt in range(64):
+            remaining = deadline - time.monotonic()
+            status: int | None = None
+            try:
+                reply = self._pool.request(
+                    "POST",
+                    self._endpoint,
+                    body=body,
+                    headers=self._headers,
+                    timeout=max(remaining, 0.001),
+                    retries=False,
+                    preload_content=True,
+                )
+                status = reply.status
+                if 200 <= status < 300:
+                    return SpanExportResult.SUCCESS
+                problem = f"HTTP {status}"
+            except urllib3.exceptions.HTTPError as exc:
+                problem = repr(exc)
+            if status is not None and status not in _RETRYABLE:
+                _logger.error("Failed to export span batch to %s: %s, not retryable", self._endpoint, problem)
+                return SpanExportResult.FAILURE
+            backoff = min(2**attempt, _MAX_BACKOFF) * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not secrecy
+            if time.monotonic() + backoff >= deadline or self._shutdown.wait(backoff):
+                _logger.error(
+                    "Failed to export span batch to %s: %s, giving up within the timeout", self._endpoint, problem
+                )
+                return SpanExportResult.FAILURE
+        return SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
-        self._client.shutdown()
+        self._shutdown.set()
+        self._pool.clear()
+        logging.getLogger("telemetry").info("telemetry: %d spans exported to %s", self.exported, self._endpoint)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True  # nothing is buffered here

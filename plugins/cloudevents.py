@@ -11,7 +11,7 @@ So incoming events are validated here against CloudEvents 1.0, its HTTP protocol
 structured content modes and the JSON format, into one model, `Event`, whose data is the bytes on the wire;
 every service uses that model, and each event is encoded once, by `to_http`. Every client mistake raises
 `EventError`, whose message names the attribute or header at fault. Every size is capped before it is read
-(common/service/incoming.py) and parsing is linear (tests/unit/test_parser_cost.py).
+(plugins/receive.py) and parsing is linear (tests/unit/test_parser_cost.py).
 
 Delete the reading half (and read with `cloudevents.core.bindings.http`) when the SDK validates what it reads
 and keeps data as bytes: when tests/unit/test_cloudevent.py passes against it.
@@ -30,9 +30,10 @@ from datetime import datetime
 from typing import Any, Final, NoReturn
 from urllib.parse import quote, unquote_to_bytes
 
+from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.v1.event import CloudEvent
 
-from common.service.logs import MASK, Block, escape
+from plugins.escaping import MASK, Block, escape
 
 SPECVERSION: Final = "1.0"
 STRUCTURED_JSON: Final = "application/cloudevents+json"
@@ -553,7 +554,7 @@ partitioning, sequence, dataref) and Knative's arrival time. Any other extension
 
 def describe(event: Event) -> Block:
     """The article's log block: "Event received: Context Attributes, ..." then extensions, then data. Every
-    value is escaped and cut (common/service/logs.py), extension values not known to be safe are masked."""
+    value is escaped and cut (plugins/escaping.py), extension values not known to be safe are masked."""
     lines = ["Event received: Context Attributes,"]
     standard = (*REQUIRED, *OPTIONAL)
     for name in ("specversion", "type", "source", "subject", "id", "time", "dataschema", "datacontenttype"):
@@ -576,3 +577,19 @@ def describe(event: Event) -> Block:
         cut = f" ... ({len(event.data)} bytes in all)" if len(event.data) > _DESCRIBE_LIMIT else ""
         lines.append(f"  {text}{cut}")
     return Block("\n".join(lines))
+
+
+def describe_sdk_event(event: BaseCloudEvent) -> Block:
+    """`describe` for an event of the cloudevents SDK (what second's app holds), from "Context Attributes," on:
+    the app's own message says "Event received:"."""
+    attributes = {
+        name: value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
+        for name, value in event.get_attributes().items()
+        if value is not None
+    }
+    data = event.get_data()
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    elif data is not None and not isinstance(data, bytes | bytearray):
+        data = json.dumps(data, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return Block(describe(Event(attributes, bytes(data or b""))).removeprefix("Event received: "))

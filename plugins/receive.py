@@ -1,0 +1,142 @@
+"""The receiving layer every service runs with (plugins/server.py puts it in front of the app): request bodies
+bounded, and, where the service receives CloudEvents (`STRICT_CLOUDEVENTS=true`, second's setting), every event
+read exactly as CloudEvents 1.0 says (plugins/cloudevents.py) before the app sees it, as Knative's broker
+validates events in front of its subscribers. A rejection is a 4xx whose JSON body names the problem. The broker
+ingress reads its events the same way (`read_event`)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from plugins import cloudevents
+from plugins.settings import env_int
+
+log = logging.getLogger(__name__)
+
+MAX_EVENT_BYTES = env_int("MAX_EVENT_BYTES", 1024 * 1024, minimum=1)
+"""Bodies above this get 413. The spec asks every consumer to take at least 64 KiB; Knative's broker ingress
+and most HTTP proxies limit bodies too. Headers are limited by the HTTP server itself (plugins/server.py)."""
+
+
+class Rejected(Exception):
+    """The request does not carry an acceptable event; `response` says why."""
+
+    def __init__(self, response: JSONResponse) -> None:
+        super().__init__(response.body)
+        self.response = response
+
+
+def answer_rejections(app: FastAPI) -> None:
+    """Answer every `Rejected` with its JSON problem, so request handlers read bodies and events without a
+    try block each."""
+
+    async def answer(request: Request, exc: Exception) -> Response:
+        return exc.response if isinstance(exc, Rejected) else problem(400, str(exc))
+
+    app.add_exception_handler(Rejected, answer)
+
+
+def problem(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _too_large(size: str) -> Rejected:
+    message = f"event of {size} bytes is over the {MAX_EVENT_BYTES}-byte limit (MAX_EVENT_BYTES)"
+    log.warning("rejected event: %s", message)
+    return Rejected(problem(413, message))
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed MAX_EVENT_BYTES: from the declared
+    Content-Length before anything is read, else while streaming, never holding more than the limit."""
+    declared = request.headers.get("content-length", "").strip()
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_EVENT_BYTES:
+        raise _too_large(declared)
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            if len(body) + len(chunk) > MAX_EVENT_BYTES:
+                raise _too_large(f"more than {MAX_EVENT_BYTES}")
+            body += chunk
+    except ClientDisconnect:
+        # Nobody is left to answer; say so in the log rather than with a traceback.
+        log.warning("client disconnected before sending the whole event (%d bytes read)", len(body))
+        raise Rejected(problem(400, "client disconnected before the body was complete")) from None
+    return bytes(body)
+
+
+async def read_event(request: Request) -> cloudevents.Event:
+    body = await read_body(request)
+    try:
+        event = cloudevents.parse(request.headers, body)
+    except cloudevents.EventError as exc:
+        log.warning("rejected event: %s", exc.message)
+        raise Rejected(problem(exc.status, exc.message)) from None
+    for leniency in event.lenient:
+        log.warning("event %s accepted leniently, as Knative's broker would: %s", event.id, leniency)
+    return event
+
+
+async def _read_all(receive: Receive, declared: str | None) -> bytes:
+    """The body from ASGI messages, bounded as `read_body` bounds it."""
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > MAX_EVENT_BYTES:
+        raise _too_large(declared)
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            log.warning("client disconnected before sending the whole body (%d bytes read)", len(body))
+            raise Rejected(problem(400, "client disconnected before the body was complete"))
+        chunk = message.get("body", b"")
+        if len(body) + len(chunk) > MAX_EVENT_BYTES:
+            raise _too_large(f"more than {MAX_EVENT_BYTES}")
+        body += chunk
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+class ReceivingLayer:
+    """ASGI middleware: bodies bounded (MAX_EVENT_BYTES), CloudEvents checked when `strict_cloudevents`."""
+
+    def __init__(self, app: ASGIApp, strict_cloudevents: bool) -> None:
+        self.app = app
+        self.strict_cloudevents = strict_cloudevents
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        try:
+            body = await _read_all(receive, headers.get("content-length"))
+            if self.strict_cloudevents:
+                self._check_event(headers, body)
+        except Rejected as rejected:
+            await rejected.response(scope, receive, send)
+            return
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    def _check_event(headers: Headers, body: bytes) -> None:
+        try:
+            event = cloudevents.parse(headers, body)
+        except cloudevents.EventError as exc:
+            log.warning("rejected event: %s", exc.message)
+            raise Rejected(problem(exc.status, exc.message)) from None
+        for leniency in event.lenient:
+            log.warning("event %s accepted leniently, as Knative's broker would: %s", event.id, leniency)
