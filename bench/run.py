@@ -48,8 +48,13 @@ COLD_STARTS = frozenset({"untraced", "traced", "bare", "library"})
 """The variants whose cold start is measured `--cold-starts` times; the layer variants start once (their cost
 under load is what they are for), which keeps a default run to about five minutes."""
 LIBRARY_VARIANTS = ("traced", "library")
-"""`--library WHAT`: the demo as it is against the demo with the library's instrumentation or propagators in place
-of the hand-made ones (bench/library.py), to decide which hand-made part keeps its place."""
+"""`--library WHAT`: the demo as it is against the demo with the library's own part in place of a plug-in of
+plugins/, to decide which plug-in keeps its place. Each is only configuration: the standard variable that chose the
+plug-in names the stock part instead."""
+LIBRARY_ENV: dict[str, dict[str, str]] = {
+    "propagators": {"OTEL_PROPAGATORS": "tracecontext,baggage"},
+    "exporter": {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"},
+}
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_OUT = RESULTS / "last-run.json"
 """Untracked (.gitignore): a run changes nothing in git unless it is asked to (--save-reference)."""
@@ -59,7 +64,7 @@ PORT_ATTEMPTS = 3
 HOPS_WAITED = ("first", "broker")
 """The services a request waits for: the broker answers 202 once the event is queued and delivers to second
 afterwards. The latency tracing adds, per hop, is the end-to-end difference divided among them."""
-_SPANS_ENDED = re.compile(r"telemetry: (\d+) spans ended")
+_SPANS_ENDED = re.compile(r"telemetry: (\d+) spans exported")
 _QUEUE_FULL = "Queue full, dropping"
 
 GOALS = {
@@ -82,7 +87,7 @@ class Settings:
     """Starts of each service per run; its cold-start numbers are their median (one start is too noisy)."""
     profile_dir: Path | None = None
     library: str = ""
-    """`--library`: what bench/library.py replaces with the library's own (server, client, propagators)."""
+    """`--library`: which plug-ins the library's own parts replace (LIBRARY_ENV: propagators, exporter)."""
     """When set, py-spy samples every service during round 1's measured load into this folder."""
 
 
@@ -186,8 +191,11 @@ def _start(variant: str, settings: Settings, receiver: Receiver | None, log_dir:
                 ports = {n: stack.ports.setdefault(n, free_port()) for n in SERVICES}
                 env, command = _bare_env(name, ports), [sys.executable, "-m", "bench.bare_chain"]
             elif variant == "library":
-                env = {**stack.environment(name), "BENCH_LIBRARY": settings.library}
-                command = [sys.executable, "-m", "bench.library", name]
+                parts = [part.strip() for part in settings.library.split(",") if part.strip()]
+                env = {**stack.environment(name)}
+                for part in parts:
+                    env.update(LIBRARY_ENV[part])
+                command = None
             else:
                 env, command = stack.environment(name), None
             times: list[tuple[float, float]] = []
@@ -493,7 +501,7 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument(
         "--library",
         metavar="WHAT",
-        help="traced against the library's own WHAT instead (server, client, propagators; comma-separated)",
+        help="traced against the library's own WHAT instead (propagators, exporter; comma-separated)",
     )
     parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="py-spy profiles of round 1 into DIR (slows that round)"
@@ -518,6 +526,9 @@ def main(argv: list[str] | None = None) -> int:
         profile_dir=args.profile,
         library=args.library or "",
     )
+    unknown = {part.strip() for part in settings.library.split(",") if part.strip()} - set(LIBRARY_ENV)
+    if unknown:
+        parser.error(f"--library: unknown {sorted(unknown)}; choose from {', '.join(LIBRARY_ENV)}")
     if settings.library:
         global VARIANTS  # noqa: PLW0603 - the one run-wide choice of what is compared
         VARIANTS = LIBRARY_VARIANTS

@@ -123,8 +123,10 @@ def _truncated(members: list[tuple[str, str]]) -> list[tuple[str, str]]:
     if size(members) <= _TRACESTATE_KEEP_CHARS:
         return members
     kept = [(key, value) for key, value in members if len(key) + 1 + len(value) <= 128]
-    while size(kept) > _TRACESTATE_KEEP_CHARS:
-        kept.pop()
+    total = size(kept)  # kept up to date as entries go, so cutting is linear
+    while total > _TRACESTATE_KEEP_CHARS:
+        key, value = kept.pop()
+        total -= len(key) + 1 + len(value) + (1 if kept else 0)
     return kept
 
 

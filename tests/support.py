@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TypeVar
+
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import Getter, TextMapPropagator
 
 from tools.hops import is_complete
 from tools.otlp_receiver import Receiver
@@ -61,3 +66,39 @@ def cloudevent_headers(**overrides: str) -> dict[str, str]:
     }
     headers.update(overrides)
     return headers
+
+
+class HeaderListGetter(Getter[Mapping[str, list[str]]]):
+    """Every value of a repeated header, as FastAPI's telemetry hands the propagators a request's headers."""
+
+    def get(self, carrier: Mapping[str, list[str]], key: str) -> list[str] | None:
+        return carrier.get(key)
+
+    def keys(self, carrier: Mapping[str, list[str]]) -> list[str]:
+        return list(carrier)
+
+
+GETTER = HeaderListGetter()
+
+
+def header_lists(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, list[str]]:
+    """ASGI header pairs as {lower-case name: [values]}: a header sent twice stays two values."""
+    headers: dict[str, list[str]] = {}
+    for name, value in raw:
+        headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+    return headers
+
+
+def propagators(names: str | None = None) -> TextMapPropagator:
+    """The composite propagator OpenTelemetry builds from OTEL_PROPAGATORS (or `names`), through the same
+    `opentelemetry_propagator` entry points, failing as it fails on a name it does not know."""
+    names = os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage") if names is None else names
+    found = []
+    for name in (part.strip() for part in names.split(",")):
+        if not name or name == "none":
+            continue
+        points = entry_points(group="opentelemetry_propagator", name=name)
+        if not points:
+            raise ValueError(f"Propagator {name} not found. It is either misspelled or not installed.")
+        found.append(next(iter(points)).load()())
+    return CompositePropagator(found)

@@ -18,14 +18,14 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from common.tracing.http_in import GETTER
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from plugins.b3 import parse_b3_multi, parse_b3_single
 from plugins.cloudevents import header_value
-from plugins.logs import escape
+from plugins.escaping import escape
 from plugins.w3c import W3CTraceContext, parse_traceparent, parse_tracestate
+from tests.support import GETTER
 
 # Hypothesis's explain phase traces too; the count must be the only tracer.
 COST = settings(max_examples=40, deadline=None, phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink))
@@ -100,7 +100,7 @@ def test_the_w3c_extractor_reads_a_huge_tracestate_in_bounded_work(members: int)
         return {"traceparent": ["00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"], "tracestate": [state]}
 
     extractor = W3CTraceContext()
-    getter = GETTER  # the services' own getter over header lists (common/tracing/http_in.py)
+    getter = GETTER  # every value of each header, as FastAPI's telemetry hands them over
     assert (
         work(extractor.extract, carrier(members), None, getter)
         <= work(extractor.extract, carrier(33), None, getter) + SLACK

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pytest
-from common.tracing.http_in import GETTER, header_lists
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry import trace
@@ -16,8 +15,8 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased,
 from opentelemetry.trace import SpanContext
 
 from plugins.b3 import B3, B3AwareSampler, B3Multi, B3Single, Sampling, b3_from_context, parse_b3_single
-from plugins.propagators import propagator_from_env
 from plugins.w3c import W3CTraceContext, parse_traceparent
+from tests.support import GETTER, header_lists, propagators
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"
@@ -33,8 +32,9 @@ Carrier = dict[str, str | list[str]]
 
 @pytest.fixture
 def composite(monkeypatch: pytest.MonkeyPatch) -> TextMapPropagator:
-    monkeypatch.delenv("OTEL_PROPAGATORS", raising=False)
-    return propagator_from_env()
+    # The article's era: B3 and W3C, W3C last so that it wins when both are sent and disagree.
+    monkeypatch.setenv("OTEL_PROPAGATORS", "b3multi_strict,tracecontext_strict,baggage")
+    return propagators()
 
 
 def _span_context(context: Context) -> SpanContext:
@@ -268,19 +268,19 @@ def test_b3_injection_keeps_64_bit_trace_ids_16_digits_wide(propagator: TextMapP
 
 
 def test_otel_propagators_chooses_the_formats(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OTEL_PROPAGATORS", "tracecontext")
-    only_w3c = propagator_from_env()
+    monkeypatch.setenv("OTEL_PROPAGATORS", "tracecontext_strict")
+    only_w3c = propagators()
     assert _ids(only_w3c.extract({"b3": f"{B3_TRACE}-{B3_SPAN}-1"})) is None
     assert only_w3c.fields == {"traceparent", "tracestate"}
-    monkeypatch.setenv("OTEL_PROPAGATORS", "b3")
+    monkeypatch.setenv("OTEL_PROPAGATORS", "b3_strict")
     outgoing: dict[str, str] = {}
     tracer = TracerProvider().get_tracer("test")
     with tracer.start_as_current_span("root"):
-        propagator_from_env().inject(outgoing)
+        propagators().inject(outgoing)
     assert set(outgoing) == {"b3"}
-    monkeypatch.setenv("OTEL_PROPAGATORS", "tracecontext,jaeger")
-    with pytest.raises(SystemExit):
-        propagator_from_env()
+    monkeypatch.setenv("OTEL_PROPAGATORS", "tracecontext_strict,jaeger")
+    with pytest.raises(ValueError, match="jaeger not found"):
+        propagators()
 
 
 # --- sampling: B3 decisions are honoured, "defer" is left to this service's sampler ----------------------------
@@ -360,7 +360,7 @@ _values = st.one_of(_junk, st.lists(_junk, min_size=1, max_size=3))
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.sampled_from(HEADER_NAMES), _values))
 def test_header_junk_never_raises_and_yields_a_valid_context_or_none(carrier: Carrier) -> None:
-    context = propagator_from_env().extract(carrier)
+    context = propagators("b3multi_strict,b3_strict,tracecontext_strict,baggage").extract(carrier)
     found = _span_context(context)
     if found.is_valid:
         assert found.is_remote

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from plugins.propagators import DEFAULT_PROPAGATORS
+from tools.stack import SERVICE_ENV
 from tests.config.conftest import Manifest, kustomize, make_value
 from tests.config.test_make_targets import dry_run, in_order
 from tests.containers import dockerfiles
@@ -81,7 +81,8 @@ def test_instrumentation_agrees_with_the_services(with_operator: list[Manifest])
         env = _env(service)
         assert instrumentation["exporter"]["endpoint"] == env["OTEL_EXPORTER_OTLP_ENDPOINT"], name
         assert env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf") == "http/protobuf", name
-    assert ",".join(instrumentation["propagators"]) == DEFAULT_PROPAGATORS
+    # The stock propagators of the same formats: the injected image carries OpenTelemetry, not plugins/.
+    assert ",".join(instrumentation["propagators"]) == SERVICE_ENV["OTEL_PROPAGATORS"].replace("_strict", "")
     python_env = {e["name"]: e["value"] for e in instrumentation["python"]["env"]}
     assert python_env["OTEL_PYTHON_FASTAPI_EXCLUDED_URLS"] == "healthz"
     assert python_env["OTEL_METRICS_EXPORTER"] == python_env["OTEL_LOGS_EXPORTER"] == "none"

@@ -20,7 +20,6 @@ messaging conventions describe for a push consumer:
 from __future__ import annotations
 
 import logging
-import os
 
 from cloudevents.core.base import BaseCloudEvent
 from opentelemetry import context, trace
@@ -107,9 +106,10 @@ def consumer_parent(event: BaseCloudEvent) -> tuple[context.Context | None, list
 
 
 def flush_spans() -> None:
-    """Export the spans still batched, within OTEL_BSP_EXPORT_TIMEOUT: called as the service stops, since
-    Knative scales a service to zero with SIGTERM and the spans of its last requests would be lost."""
+    """Export the spans still batched and stop the tracer provider: called as the service stops, since Knative
+    scales a service to zero with SIGTERM, and uvicorn then ends the process by its signal, so nothing that would
+    run at exit does. Bounded by the exporter's own timeout (OTEL_EXPORTER_OTLP_TIMEOUT)."""
     provider = trace.get_tracer_provider()
-    force_flush = getattr(provider, "force_flush", None)  # the SDK's provider has it, the API's no-op does not
-    if force_flush is not None:
-        force_flush(int(os.environ.get("OTEL_BSP_EXPORT_TIMEOUT", "30000")))
+    shutdown = getattr(provider, "shutdown", None)  # the SDK's provider has it, the API's no-op one does not
+    if shutdown is not None:
+        shutdown()
