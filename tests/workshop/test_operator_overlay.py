@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 
-from tools.stack import SERVICE_ENV
 from tests.config.conftest import Manifest, kustomize, make_value
 from tests.config.test_make_targets import dry_run, in_order
 from tests.containers import dockerfiles
-from tools.stack import ROOT
+from tools.stack import ROOT, SERVICE_ENV
 
 COMPONENT = ROOT / "config" / "overlays" / "operator"
 INJECT = "instrumentation.opentelemetry.io/inject-python"
