@@ -4,9 +4,12 @@
 import os
 
 import uvicorn
+from opentelemetry import trace
 from opentelemetry.instrumentation.auto_instrumentation import initialize
 
-initialize()
+# Unless `opentelemetry-instrument` (or the OpenTelemetry Operator's injection of it) already did.
+if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+    initialize()
 uvicorn.main(
     [
         "broker.app:create_app",

@@ -88,7 +88,7 @@ class Dispatcher:
             task.cancel()
         await asyncio.wait(pending)
         for trigger, event, trace_id in cut_short:
-            reason = f"delivery to {trigger.subscriber} still under way at shutdown (SHUTDOWN_TIMEOUT)"
+            reason = f"delivery to {trigger.subscriber} still under way at shutdown (UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN)"
             await self._to_file(trigger, event, reason, trace_id)
 
     async def _deliver(self, trigger: Trigger, event: Event, parent: otel_context.Context) -> None:

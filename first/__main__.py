@@ -5,10 +5,13 @@ import logging
 import os
 
 import uvicorn
+from opentelemetry import trace
 from opentelemetry.instrumentation.auto_instrumentation import initialize
 
-# The tracer provider, exporter, sampler and propagators OTEL_* names, as `opentelemetry-instrument` would.
-initialize()
+# The tracer provider, exporter, sampler and propagators OTEL_* names, as `opentelemetry-instrument` would,
+# unless that (or the OpenTelemetry Operator's injection of it) already did.
+if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+    initialize()
 # The app's own INFO lines, when no UVICORN_LOG_CONFIG names a logging configuration.
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 host, port = os.environ.get("HOST", "127.0.0.1"), os.environ.get("PORT", "8080")

@@ -38,7 +38,7 @@ from opentelemetry.util.re import parse_env_headers
 
 _logger = logging.getLogger("opentelemetry.exporter.otlp.proto.http.trace_exporter")
 """The stock exporter's logger name: its failures are rate-limited like the rest of OpenTelemetry's
-(common/service/logs.py)."""
+(plugins/logs.py)."""
 _IS_REMOTE_KNOWN = 0x100  # SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
 _IS_REMOTE = 0x200  # SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
 _FIXED64 = struct.Struct("<Q")

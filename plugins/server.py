@@ -202,7 +202,8 @@ class EndAtShutdown:
             await self.app(scope, receive, tracking_send)
         except asyncio.CancelledError:
             log.warning(
-                "%s %s still running at the end of the graceful shutdown (SHUTDOWN_TIMEOUT=%ds): ended",
+                "%s %s still running at the end of the graceful shutdown "
+                "(UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN=%ds): ended",
                 scope["method"],
                 scope["path"],
                 shutdown_timeout(),

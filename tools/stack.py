@@ -159,9 +159,10 @@ class Service:
 
 
 SERVICE_ENV: Mapping[str, str] = {
-    # OpenTelemetry, through the standard variables: W3C Trace Context (read strictly) and baggage, the lean OTLP
-    # exporter, the B3-aware parent-based sampler (plugins/). FastAPI's own telemetry makes the SERVER spans, so
-    # the stock instrumentors installed for the zero-code step stay off.
+    # OpenTelemetry, through the standard variables: the distro that checks these settings first, W3C Trace
+    # Context (read strictly) and baggage, the lean OTLP exporter, the B3-aware parent-based sampler (plugins/).
+    # FastAPI's own telemetry makes the SERVER spans, so the stock instrumentors (for the zero-code step) stay off.
+    "OTEL_PYTHON_DISTRO": "knative_tracing",
     "OTEL_PROPAGATORS": "tracecontext_strict,baggage",
     "OTEL_TRACES_EXPORTER": "otlp_lean",
     "OTEL_TRACES_SAMPLER": "parentbased_b3",

@@ -1,5 +1,6 @@
 """Zero-code instrumentation: the services run under `opentelemetry-instrument`, as the OpenTelemetry Operator
-runs them, and `common/tracing/setup.py` steps aside for the provider the distro installs.
+runs them: the distro installs the tracer provider before the service starts (its `__main__` then leaves it be),
+and its FastAPI instrumentor makes the SERVER spans in place of FastAPI's own telemetry, which steps aside.
 
 `make run ZERO_CODE=1` and the tests use these; docs/workshop.md shows the same settings for one service.
 """
@@ -13,11 +14,9 @@ from tools.stack import ROOT
 LAUNCHER: Final = (str(ROOT / ".venv" / "bin" / "opentelemetry-instrument"),)
 
 ENV: Final = {
-    # The distro's defaults are gRPC and metrics and logs over OTLP too; the demo's receivers (ours, Jaeger's
-    # 4318) take traces over OTLP/HTTP.
-    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-    "OTEL_METRICS_EXPORTER": "none",
-    "OTEL_LOGS_EXPORTER": "none",
-    # What common/tracing/setup.py passes in code: no span for each liveness probe.
+    # The FastAPI instrumentor on; httpx's stays off, since it would write the trace headers itself and hide the
+    # app's own propagation step, the lesson.
+    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "httpx",
+    # What the apps ask of FastAPI's own telemetry in code: no span for each liveness probe.
     "OTEL_PYTHON_FASTAPI_EXCLUDED_URLS": "healthz",
 }

@@ -26,7 +26,7 @@ SCHEMA = ROOT / "tests" / "fixtures" / "compose" / "compose-spec.json"
 APP_PORT = 8080
 """Every service's PORT in its image (and Knative's): inside the compose network each listens there."""
 OWN_SETTINGS = {"K_SINK", "BROKER_SUBSCRIBERS", "BROKER_CONFIG", "EVENT_MODE", "LOG_FORMAT", "LOG_LEVEL"}
-OWN_SETTINGS |= {"SINK_TIMEOUT", "SINK_CONNECT_TIMEOUT", "MAX_EVENT_BYTES", "SHUTDOWN_TIMEOUT", "DELIVERY_TIMEOUT"}
+OWN_SETTINGS |= {"SINK_TIMEOUT", "SINK_CONNECT_TIMEOUT", "MAX_EVENT_BYTES", "DELIVERY_TIMEOUT"}
 OWN_SETTINGS |= {"HOST", "PORT", "DEAD_LETTER_FILE"}
 
 
@@ -90,7 +90,7 @@ def test_service_env_is_the_contract(compose_config: dict[str, Any], service: st
     env = compose_config["services"][service]["environment"]
     assert env["OTEL_SERVICE_NAME"] == service
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
-    unknown = {name for name in env if not name.startswith("OTEL_")} - OWN_SETTINGS
+    unknown = {name for name in env if not name.startswith(("OTEL_", "UVICORN_"))} - OWN_SETTINGS
     assert not unknown, f"{service}: {unknown} are neither OTEL_* nor settings the services read"
     assert "PORT" not in env, "each image's PORT (8080) is the one the healthcheck and the URLs below use"
 
@@ -122,7 +122,7 @@ def test_stop_waits_for_the_services_graceful_shutdown(compose_config: dict[str,
     grace = spec["stop_grace_period"]
     assert grace.endswith("s") and grace[:-1].isdigit(), grace
     env = spec["environment"]
-    shutdown = int(env["SHUTDOWN_TIMEOUT"]) + int(env["OTEL_BSP_EXPORT_TIMEOUT"]) / 1000
+    shutdown = int(env["UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN"]) + float(env["OTEL_EXPORTER_OTLP_TIMEOUT"])
     assert int(grace[:-1]) > shutdown, "SIGKILL would cut the drain and the span flush short"
 
 

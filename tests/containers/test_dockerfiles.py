@@ -12,7 +12,7 @@ import pytest
 
 from tests.containers import dockerfiles
 from tests.containers.conftest import deps_stage
-from tools.stack import ROOT
+from tools.stack import ROOT, SERVICE_OWN_ENV, service_environment
 
 HADOLINT = Path(sys.executable).parent / "hadolint"
 DOCKERFILES = [ROOT / name / "Dockerfile" for name in dockerfiles.SERVICES]
@@ -61,10 +61,12 @@ def test_image_is_multi_stage_from_a_pinned_slim_python(service: str) -> None:
 @pytest.mark.parametrize("service", dockerfiles.SERVICES)
 def test_deps_come_from_the_runtime_lock_with_hashes(service: str) -> None:
     deps = deps_stage(service)
-    (run,) = deps.all("RUN")
-    assert INSTALL in run.args and "-r " in run.args, run.args
+    lock, project = deps.all("RUN")
+    assert INSTALL in lock.args and "-r " in lock.args, lock.args
+    # Then the project itself, for its plug-ins' entry points: nothing from an index, nothing but plugins/.
+    assert "--no-deps" in project.args and "--no-index" in project.args, project.args
     sources = {source for copy in dockerfiles.copies(deps) for source in copy.sources}
-    assert sources == {"requirements/runtime.txt"}, "the deps stage installs the runtime lock and only that"
+    assert sources == {"requirements/runtime.txt", "pyproject.toml", "plugins/"}
 
 
 @pytest.mark.parametrize("service", dockerfiles.SERVICES)
@@ -94,9 +96,9 @@ def test_cmd_starts_the_service_as_the_contract_does(service: str) -> None:
         "HOST": "0.0.0.0",
         "PORT": "8080",
     }
-    # The contract: `python -m <service>` from the repo root, which holds common/ and <service>/.
+    # The contract: `python -m <service>` from the repo root, which holds plugins/, the lesson and <service>/.
     copied = {copy.destination.rstrip("/") for copy in dockerfiles.copies(final) if not copy.from_stage}
-    assert {"common", service} <= copied
+    assert {"plugins", "event_tracing", service} <= copied
     assert final.workdir().startswith("/")
 
 
@@ -106,11 +108,27 @@ def test_the_three_dockerfiles_differ_only_in_the_service() -> None:
     texts = {}
     for service in dockerfiles.SERVICES:
         instructions = dockerfiles.instructions(ROOT / service / "Dockerfile")
-        texts[service] = [f"{i.keyword} {i.args}".replace(service, "<svc>") for i in instructions]
+        own = [f"{name}={value}" for name, value in SERVICE_OWN_ENV.get(service, {}).items()]
+        texts[service] = [
+            re.sub(r"\s+".join(map(re.escape, ["", *own])) + "$", "", f"{i.keyword} {i.args}")
+            if own
+            else f"{i.keyword} {i.args}"
+            for i in instructions
+        ]
+        texts[service] = [line.replace(service, "<svc>") for line in texts[service]]
     broker_only = ["COPY config/ config/"]
     assert texts["first"] == texts["second"]
     assert [line for line in texts["broker"] if line not in broker_only] == texts["first"]
     assert all(line in texts["broker"] for line in broker_only)
+
+
+@pytest.mark.parametrize("service", dockerfiles.SERVICES)
+def test_images_run_the_services_as_make_run_does(service: str) -> None:
+    """The plug-ins are chosen by the same settings in the images as in `make run` (tools/stack.py)."""
+    final = dockerfiles.stages(ROOT / service / "Dockerfile")[-1]
+    env = final.env({})
+    expected = service_environment(service)
+    assert {name: env.get(name) for name in expected} == expected
 
 
 def test_dockerignore_lets_in_what_the_images_copy_and_keeps_the_rest_out() -> None:

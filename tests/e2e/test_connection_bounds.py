@@ -1,4 +1,4 @@
-"""Connections cost bounded resources (common/service/server.py): one that sends nothing, or not a whole request head,
+"""Connections cost bounded resources (plugins/server.py): one that sends nothing, or not a whole request head,
 is closed after HEADER_TIMEOUT; beyond MAX_CONNECTIONS a new one is refused with a 503 and a log line; a head
 over MAX_HEADER_BYTES or MAX_HEADERS gets 431. Small limits here, so that the test is quick."""
 

@@ -14,7 +14,7 @@ import pytest
 from tests.support import cloudevent_headers, poll_until, running
 from tools.otlp_receiver import Receiver
 from tools.spans import Span
-from tools.stack import ROOT
+from tools.stack import ROOT, service_environment
 
 
 def _send_event(url: str, headers: dict[str, str] | None = None) -> dict[str, str]:
@@ -126,24 +126,36 @@ def test_bsp_settings_are_honoured(receiver: Receiver, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"OTEL_TRACES_EXPORTER": "jaeger"}, "OTEL_TRACES_EXPORTER='jaeger' must be one of: otlp, console, none"),
+        ({"OTEL_TRACES_EXPORTER": "jaeger"}, "OTEL_TRACES_EXPORTER='jaeger' must be one of: console, otlp, otlp_lean,"),
         ({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "OTEL_EXPORTER_OTLP_PROTOCOL='http/json' must be one of"),
-        ({"OTEL_PROPAGATORS": "xray"}, "OTEL_PROPAGATORS names unknown propagator(s) ['xray']"),
+        ({"OTEL_TRACES_SAMPLER": "sometimes"}, "OTEL_TRACES_SAMPLER='sometimes' must be one of: always_off,"),
         ({"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost:4318"}, "must be a URL"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT='xml' must be one of: text, json"),
         ({"PORT": "eighty"}, "PORT='eighty' is not a whole number"),
     ],
 )
 def test_bad_settings_stop_startup_with_a_clear_message(tmp_path: Path, env: dict[str, str], message: str) -> None:
-    result = subprocess.run(
+    result = _start_second(env)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _start_second(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "second"],
         check=False,
         cwd=ROOT,
-        env={**os.environ, **env},
+        env={**os.environ, **service_environment("second"), **env},
         capture_output=True,
         text=True,
         timeout=20,
     )
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
+
+
+def test_an_unknown_propagator_stops_startup_naming_it() -> None:
+    """OpenTelemetry reads OTEL_PROPAGATORS as its API is imported, before the distro's checks can run: its own
+    error, with its traceback, names the propagator."""
+    result = _start_second({"OTEL_PROPAGATORS": "tracecontext_strict,xray"})
+    assert result.returncode != 0
+    assert "Propagator xray not found" in result.stderr

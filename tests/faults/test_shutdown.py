@@ -38,6 +38,9 @@ spec:
 
 
 @pytest.fixture(scope="module")
+GRACE = "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN"
+
+
 def peer() -> Iterator[Peer]:
     """Answers slowly, as a busy broker ingress or subscriber would, or never."""
     scripts = {INGRESS: Script(202, delay=0.5), "/slow/subscriber": Script(204, delay=0.5)}
@@ -51,7 +54,7 @@ def services(peer: Peer, receiver: Receiver, tmp_path_factory: pytest.TempPathFa
     (folder / "trigger.yaml").write_text(TRIGGER)
     # The default 5 s batch delay: spans reach the receiver in time only through the shutdown flush.
     otlp = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
-    # DELIVERY_TIMEOUT far above SHUTDOWN_TIMEOUT, so that the deadline is what ends a hanging delivery.
+    # DELIVERY_TIMEOUT far above the graceful shutdown's, so that the deadline is what ends a hanging delivery.
     broker = {
         **otlp,
         "BROKER_CONFIG": str(folder / "trigger.yaml"),
@@ -59,11 +62,17 @@ def services(peer: Peer, receiver: Receiver, tmp_path_factory: pytest.TempPathFa
         "DEAD_LETTER_FILE": str(folder / "dead-letters.jsonl"),
     }
     specs = {
-        "first": ("first", {**otlp, "K_SINK": peer.url + INGRESS, "SHUTDOWN_TIMEOUT": "5"}),
-        "broker": ("broker", {**broker, "BROKER_SUBSCRIBERS": f"peer={peer.url}/slow", "SHUTDOWN_TIMEOUT": "5"}),
-        "stuck-broker": ("broker", {**broker, "BROKER_SUBSCRIBERS": f"peer={peer.url}/never", "SHUTDOWN_TIMEOUT": "1"}),
+        "first": ("first", {**otlp, "K_SINK": peer.url + INGRESS, GRACE: "5"}),
+        "broker": (
+            "broker",
+            {**broker, "BROKER_SUBSCRIBERS": f"peer={peer.url}/slow", GRACE: "5"},
+        ),
+        "stuck-broker": (
+            "broker",
+            {**broker, "BROKER_SUBSCRIBERS": f"peer={peer.url}/never", GRACE: "1"},
+        ),
         # A client that sends its body slowly keeps a request running past the deadline.
-        "second": ("second", {**otlp, "SHUTDOWN_TIMEOUT": "2"}),
+        "second": ("second", {**otlp, GRACE: "2"}),
     }
     with running_together(specs, folder) as services:
         yield services

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tools.stack import ROOT
 
-CODE = ("common", "first", "second", "broker", "config", "tools")
+CODE = ("plugins", "event_tracing", "first", "second", "broker", "config", "tools")
 
 # A stand-in for a Python 3.10 (Ubuntu 22.04's python3): it runs `-c` code like a Python would, with
 # sys.version_info saying 3.10.12, and can do nothing else (no venv, no pip).
@@ -57,6 +57,7 @@ class Sandbox:
         root = where / "repo"
         root.mkdir()
         shutil.copy(ROOT / "Makefile", root)
+        shutil.copy(ROOT / "pyproject.toml", root)  # `make install` installs the project (its plug-ins)
         (root / "scripts").mkdir()
         shutil.copy(ROOT / "scripts" / "venv.sh", root / "scripts")
         shutil.copytree(ROOT / "requirements", root / "requirements")

@@ -1,4 +1,4 @@
-"""common/tracing/otlp.py's hand-made encoder writes what the stock OTLP encoder writes: over generated spans (every
+"""plugins/exporter.py's hand-made encoder writes what the stock OTLP encoder writes: over generated spans (every
 attribute kind, events, links, remote and local parents, trace state, statuses, several resources and scopes),
 both outputs are decoded with the stock protobuf classes and compared, and their bytes too."""
 

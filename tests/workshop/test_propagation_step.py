@@ -17,7 +17,7 @@ import pytest
 from tools.event_traces import wait_for_event
 from tools.otlp_receiver import Receiver
 from tools.spans import Span
-from tools.stack import ROOT, Service, Stack, free_port, running_all, start_service
+from tools.stack import ROOT, SERVICE_ENV, Service, Stack, free_port, running_all, start_service
 
 STEP = "propagate.inject(headers)"
 
@@ -40,12 +40,17 @@ def _copy_of_first(into: Path, *, without_step: bool) -> Path:
 
 @pytest.fixture(scope="module")
 def firsts(stack: Stack, receiver: Receiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Service]]:
-    """`as-is` and `without-step`: first from a copy of its package put first on sys.path (common/ is the
-    repository's), posting to the session stack's broker."""
+    """`as-is` and `without-step`: `python -m first` from a copy of its package and the lesson module, posting to
+    the session stack's broker."""
     services = {}
     for name in ("as-is", "without-step"):
         copy = _copy_of_first(tmp_path_factory.mktemp(name), without_step=name == "without-step")
-        boot = f"import sys; sys.path.insert(0, {str(copy)!r}); from common.service.run import run; run('first')"
+        shutil.copytree(ROOT / "event_tracing", copy / "event_tracing", ignore=shutil.ignore_patterns("__pycache__"))
+        # The copy comes first on sys.path; plugins/ (named by the settings) still comes from the repository.
+        boot = (
+            f"import runpy, sys; sys.path[:0] = [{str(copy)!r}, {str(ROOT)!r}]; "
+            "runpy.run_module('first', run_name='__main__')"
+        )
         env = {
             "OTEL_SERVICE_NAME": "first",
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
@@ -68,10 +73,13 @@ def _journey(service: Service, receiver: Receiver) -> tuple[str, list[list[Span]
 
 def test_the_step_is_one_line_of_first_and_nowhere_else_for_its_request() -> None:
     assert len(_step_lines((ROOT / "first" / "app.py").read_text())) == 1
-    # The CLIENT span module writes no trace headers, so nothing behind the app's line does its work.
-    tree = ast.parse((ROOT / "common" / "tracing" / "http_out.py").read_text())
-    calls = [node.func for node in ast.walk(tree) if isinstance(node, ast.Call)]
-    assert not [f for f in calls if isinstance(f, ast.Attribute) and f.attr == "inject"]
+    # Nothing else first runs writes trace headers: the lesson module injects only into the event's extension (its
+    # own W3C propagator, not the HTTP headers), and the httpx instrumentor, which would, stays off.
+    tree = ast.parse((ROOT / "event_tracing" / "__init__.py").read_text())
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
+    injects = [c for c in calls if isinstance(c.func, ast.Attribute) and c.func.attr == "inject"]
+    assert [ast.unparse(c) for c in injects] == ["_W3C.inject(carrier)"]
+    assert "httpx" in SERVICE_ENV["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"].split(",")
 
 
 def test_as_is_one_trace_from_first_to_second(firsts: dict[str, Service], receiver: Receiver) -> None:
