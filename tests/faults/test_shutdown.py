@@ -37,10 +37,10 @@ spec:
 """
 
 
-@pytest.fixture(scope="module")
 GRACE = "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN"
 
 
+@pytest.fixture(scope="module")
 def peer() -> Iterator[Peer]:
     """Answers slowly, as a busy broker ingress or subscriber would, or never."""
     scripts = {INGRESS: Script(202, delay=0.5), "/slow/subscriber": Script(204, delay=0.5)}

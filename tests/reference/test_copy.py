@@ -127,13 +127,12 @@ def test_first_and_second_copied_alone_make_one_trace(tmp_path: Path) -> None:
             trace_id, event_id = reply.json()["trace_id"], reply.json()["event_id"]
             line = f"processed event {event_id}, traceid={trace_id}"
             poll_until(lambda: line in services["second"].log(), 15, f"second's log line {line!r}")
-            spans: list[Span] = poll_until(
-                lambda: (
-                    found if {s.service for s in (found := receiver.spans(trace_id))} >= {"first", "second"} else None
-                ),
-                15,
-                f"spans of first and second in trace {trace_id}",
-            )
+
+            def both_services() -> list[Span] | None:
+                found = receiver.spans(trace_id)
+                return found if {s.service for s in found} >= {"first", "second"} else None
+
+            spans = poll_until(both_services, 15, f"spans of first and second in trace {trace_id}")
     finally:
         receiver.stop()
     kinds = {(s.service, s.kind) for s in spans}
