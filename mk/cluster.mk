@@ -157,8 +157,9 @@ verify: install ## Fetch the `make demo` trace from Jaeger and check every hop; 
 	$(PY) -m tools.verify_trace --hops knative --trace-id-file $(CLUSTER_DIR)/last-trace-id \
 		--port-forward "$(KUBECTL) port-forward -n observability service/jaeger-query {port}:16686"
 
-undeploy: install ## Remove the Services, Broker and Trigger (Knative, Jaeger and the cluster stay)
-	$(KUBECTL) delete --ignore-not-found -f config/services.yaml -f config/trigger.yaml -f config/broker.yaml
+undeploy: install ## Remove the Services (dead-letter too), Broker and Trigger (Knative, Jaeger and the cluster stay)
+	$(KUBECTL) delete --ignore-not-found -f config/services.yaml -f config/dead-letter.yaml -f config/trigger.yaml \
+		-f config/broker.yaml
 
 cluster-delete: ## Delete the kind cluster and everything in it
 	@$(CLUSTER_SCRIPTS)/prereqs.sh kind
