@@ -13,8 +13,8 @@ ingress names its span `broker:<broker>.<namespace>` and the broker filter `trig
 same on OpenCensus (<= 1.18) and OpenTelemetry (>= 1.19); their services are `broker.ingress` and
 `broker.filter` (>= 1.19) or `broker-ingress.knative-eventing` and `broker-filter.knative-eventing` (<= 1.18).
 The in-memory channel dispatcher reports as `inmemorychannel-dispatcher` (>= 1.19) or `imc-dispatcher`
-(<= 1.18). The activator reports as `activator` (>= 1.19) or `activator-service` (<= 1.18). The queue-proxy reports under
-the Knative Service's own name since 1.19 (the workload's name too), under its pod's name
+(<= 1.18). The activator reports as `activator` (>= 1.19) or `activator-service` (<= 1.18). The queue-proxy
+reports under the Knative Service's own name since 1.19 (the workload's name too), under its pod's name
 (`first-00001-deployment-...`) before: its spans are told from the workload's by their instrumentation scope
 (Jaeger's `otel.scope.name` tag), Go's otelhttp or `knative.dev/serving/pkg/queue`, never the workloads'
 Python ones (`common.tracing.http_in`, `first`...). Spans that arrive as Zipkin (<= 1.18) carry no scope. Span
