@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.config.conftest import KUBECTL, ROOT, kustomize
+from tests.config.conftest import KUBECTL, ROOT, kustomize, with_component
 from tests.config.kube_api import Manifest, serve
 
 CLUSTER_READY = ROOT / "scripts" / "cluster" / "cluster-ready.sh"
@@ -99,8 +99,8 @@ def test_tracing_off_is_named(tmp_path: Path) -> None:
 
 def test_the_legacy_config_tracing_passes(tmp_path: Path) -> None:
     """Knative <= 1.18: config-tracing from the legacy component, no tracing keys in config-observability."""
-    legacy = [doc for doc in kustomize(ROOT / "config" / "overlays" / "knative-1.18") if doc["kind"] == "ConfigMap"]
-    assert legacy
+    legacy = [doc for doc in with_component(tmp_path, "knative-1.18") if doc["metadata"]["name"] == "config-tracing"]
+    assert len(legacy) == 2
     result = _ready(tmp_path, legacy)
     assert result.returncode == 0, result.stderr
 
