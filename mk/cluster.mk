@@ -44,7 +44,8 @@ SERVING_RELEASE := https://github.com/knative/serving/releases/download/knative-
 EVENTING_RELEASE := https://github.com/knative/eventing/releases/download/knative-v$(KNATIVE_EVENTING_VERSION)
 KOURIER_RELEASE := https://github.com/knative-extensions/net-kourier/releases/download/knative-v$(KOURIER_VERSION)
 
-# Knative <= 1.18 traced through OpenCensus and `config-tracing`: add the legacy overlay for those versions.
+# Knative <= 1.18 traced through OpenCensus and `config-tracing`, its Serving with B3 as well as W3C: add the
+# legacy component (config/overlays/knative-1.18: its config-tracing, and B3 switched on in the Services).
 KNATIVE_MINOR := $(word 2,$(subst ., ,$(KNATIVE_VERSION)))
 LEGACY_TRACING := $(shell [ "$(KNATIVE_MINOR)" -le 18 ] 2>/dev/null && echo yes)
 
