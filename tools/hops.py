@@ -307,13 +307,9 @@ def likely_causes(spans: Sequence[Span], hops: Sequence[Hop]) -> list[str]:
     ]
     broken = [i for i, hop in enumerate(hops) if i not in chain and i not in missing]
     causes: list[str] = []
-    dangling = False
-    for i in broken:
-        span = next(s for s in spans if hops[i].matches(s) and s.span_id not in chained)
-        top = span
-        while top.parent_id in by_id:
-            top = by_id[top.parent_id]
-        dangling = dangling or top.parent_id is not None
+    # A span whose parent never arrived: a component made that parent and did not record it (or lost it). The
+    # demo's trace has one root with no parent at all (Kourier does not trace).
+    dangling = any(s.parent_id is not None and s.parent_id not in by_id for s in spans)
     gone = [hops[i] for i in missing]
     labels = ", ".join(repr(hop.label) for hop in gone)
     if gone and dangling:

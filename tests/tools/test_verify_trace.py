@@ -163,6 +163,16 @@ def test_sampling_that_drops_the_broker_is_named_as_the_likely_cause() -> None:
     assert "NeverSample, not parent-based" in cause
 
 
+def test_sampling_at_the_first_hop_is_named_for_knative_serving() -> None:
+    """tracing-sampling-rate 0 in knative-serving only: the activator, the root, records nothing and first follows
+    its parent; the broker ingress, at rate 1, samples again, so the trace starts at the broker."""
+    spans = fixture("knative-complete")
+    ingress = min(s.start_ns for s in spans if s.service == "broker.ingress")
+    from_the_broker = [s for s in spans if s.start_ns >= ingress and s.service not in ("first",)]
+    (cause,) = likely_causes(from_the_broker, KNATIVE_HOPS)
+    assert "sampled out, tracing-sampling-rate 0 or missing in config-observability of knative-serving" in cause
+
+
 def test_a_trace_that_ends_names_a_hop_that_does_not_propagate() -> None:
     first_half = [s for s in fixture("knative-sampling-off") if s.start_ns < _second_half_start()]
     (cause,) = likely_causes(first_half, KNATIVE_HOPS)
