@@ -20,13 +20,20 @@ import yaml
 
 Manifest = dict[str, Any]
 
-# group/version -> (resource, kind, namespaced, short names)
+# group/version -> (resource, kind, short names): every kind config/ and the operator component hold.
 _RESOURCES: dict[str, list[tuple[str, str, list[str]]]] = {
-    "v1": [("configmaps", "ConfigMap", ["cm"]), ("pods", "Pod", ["po"])],
+    "v1": [
+        ("configmaps", "ConfigMap", ["cm"]),
+        ("pods", "Pod", ["po"]),
+        ("services", "Service", ["svc"]),
+        ("namespaces", "Namespace", ["ns"]),
+    ],
     "apps/v1": [("deployments", "Deployment", ["deploy"])],
     "serving.knative.dev/v1": [("services", "Service", ["ksvc"])],
+    "eventing.knative.dev/v1": [("brokers", "Broker", []), ("triggers", "Trigger", [])],
     "opentelemetry.io/v1alpha1": [("instrumentations", "Instrumentation", ["otelinst"])],
 }
+_CLUSTER_SCOPED = {"namespaces"}
 
 
 def _plural(kind: str, api_version: str) -> str:
@@ -64,7 +71,7 @@ def _discovery(path: str) -> Manifest | None:
                     {
                         "name": name,
                         "singularName": kind.lower(),
-                        "namespaced": True,
+                        "namespaced": name not in _CLUSTER_SCOPED,
                         "kind": kind,
                         "verbs": ["get", "list"],
                         "shortNames": short,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.config.conftest import KUBECTL, ROOT, kustomize, with_component
+from tests.config.conftest import KUBECTL, ROOT, kustomize, make_output, make_value, with_component
 from tests.config.kube_api import Manifest, serve
 
 CLUSTER_READY = ROOT / "scripts" / "cluster" / "cluster-ready.sh"
@@ -154,3 +154,23 @@ def test_a_revision_scaled_to_zero_is_a_warning_with_the_command_to_check_later(
     result = _run(tmp_path, [_ksvc("first", "first-00002")], CHECK_INJECTED, "first")
     assert result.returncode == 0, result.stderr
     assert "warning: revision first-00002 of first has no pod running" in result.stderr
+
+
+def test_the_operator_label_selects_only_the_instrumentation_in_a_real_apply(tmp_path: Path) -> None:
+    """`make operator`'s first apply, as kubectl runs it (client-side dry run against the stand-in API): of all
+    that config/ with the operator component holds, only the Instrumentation is sent."""
+    manifests = tmp_path / "operator.yaml"
+    manifests.write_text(make_output("operator-manifests"))
+    label = make_value("INSTRUMENTATION_LABEL")
+    apply = ["apply", "-f", str(manifests), "--selector", label, "--dry-run=client", "--validate=false", "-o", "name"]
+    with serve([], tmp_path / "kubeconfig") as kubeconfig:
+        result = subprocess.run(
+            [str(KUBECTL), "--context", "kind-knative-tracing", *apply],
+            env={**os.environ, "KUBECONFIG": str(kubeconfig), "KUBECACHEDIR": str(tmp_path / "cache")},
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["instrumentation.opentelemetry.io/knative-tracing"]
