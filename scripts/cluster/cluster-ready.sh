@@ -61,7 +61,7 @@ restart="make cluster (it applies config/tracing and restarts the components tha
 for namespace in knative-serving knative-eventing; do
 	protocol=$(value "$namespace" config-observability tracing-protocol)
 	case "$protocol" in
-	grpc | http/protobuf | stdout)
+	grpc | http/protobuf)
 		rate=$(value "$namespace" config-observability tracing-sampling-rate)
 		positive "$rate" || fail "tracing-sampling-rate in config-observability of $namespace is" \
 			"${rate:-missing} (Knative >= 1.19 then samples nothing: NeverSample, not parent-based), so every" \
@@ -79,8 +79,9 @@ for namespace in knative-serving knative-eventing; do
 			[ -z "$rate" ] || positive "$rate" || fail "sample-rate in config-tracing of $namespace is 0:" \
 				"Knative <= 1.18 then records none of its spans. Fix: $restart KNATIVE_VERSION=1.18."
 		else
-			fail "Knative's tracing is off in $namespace (config-observability tracing-protocol is" \
-				"${protocol:-missing}): the trace would hold no Knative span. Fix: $restart."
+			# none (the default) exports nothing, stdout writes spans to the components' logs.
+			fail "Knative's spans from $namespace do not reach Jaeger (config-observability tracing-protocol is" \
+				"${protocol:-missing}): the trace would hold none of them. Fix: $restart."
 		fi
 		;;
 	esac

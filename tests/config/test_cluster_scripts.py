@@ -87,14 +87,17 @@ def test_a_rate_below_one_is_a_warning(tmp_path: Path) -> None:
     assert "warning: tracing-sampling-rate in config-observability of knative-serving is 0.1" in result.stderr
 
 
-def test_tracing_off_is_named(tmp_path: Path) -> None:
-    """What Knative installs: config-observability with only its _example block, tracing-protocol unset."""
-    shipped = [{**doc, "data": {"_example": "..."}} for doc in _tracing_config()]
-    result = _ready(tmp_path, shipped)
+@pytest.mark.parametrize("protocol", [None, "none", "stdout"])
+def test_tracing_that_does_not_reach_jaeger_is_named(tmp_path: Path, protocol: str | None) -> None:
+    """None: what Knative installs, config-observability with only its _example block; stdout: spans in logs."""
+    data = {"_example": "..."} if protocol is None else {"tracing-protocol": protocol}
+    result = _ready(tmp_path, [{**doc, "data": data} for doc in _tracing_config()])
     assert result.returncode == 1
-    assert "Knative's tracing is off in knative-serving (config-observability tracing-protocol is missing)" in (
-        result.stderr
-    )
+    assert (
+        "Knative's spans from knative-serving do not reach Jaeger (config-observability tracing-protocol is "
+        f"{protocol or 'missing'})"
+    ) in result.stderr
+    assert "Fix: make cluster" in result.stderr
 
 
 def test_the_legacy_config_tracing_passes(tmp_path: Path) -> None:
