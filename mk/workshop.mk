@@ -10,7 +10,9 @@ AUTOINSTRUMENTATION_IMAGE := $(IMAGE_REPO)/autoinstrumentation-python:$(OTEL_INS
 AUTOINSTRUMENTATION_DOCKERFILE := config/overlays/operator/autoinstrumentation-python/Dockerfile
 CERT_MANAGER_RELEASE := https://github.com/cert-manager/cert-manager/releases/download/v$(CERT_MANAGER_VERSION)
 # kustomize orders resources by kind, so one apply would send the Knative Services before the Instrumentation:
-# their new pods, admitted before it exists, would run uninstrumented. Its label lets it be applied first.
+# their new pods, admitted before it exists, would run uninstrumented (the operator's pod webhook has
+# failurePolicy Ignore). Its label lets it be applied first; that apply goes through the operator's own
+# Instrumentation webhook (failurePolicy Fail), so once it succeeds (retried) the operator's webhooks answer.
 INSTRUMENTATION_LABEL := app.kubernetes.io/component=instrumentation
 OTEL_OPERATOR_RELEASE := \
 	https://github.com/open-telemetry/opentelemetry-operator/releases/download/v$(OTEL_OPERATOR_VERSION)
