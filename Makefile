@@ -72,9 +72,11 @@ install: $(INSTALLED) ## Everything into .venv from the hashed locks (apt-get py
 switch = $(if $(filter 1 true yes,$($(1))),$(2))
 
 # Only the runtime lock: `make run` on a fresh clone is the first thing people wait for.
-run: $(RUNTIME_INSTALLED) ## The demo on loopback, no Docker (workshop switches: BROKEN=1 EXTENSION=1 UNTRACED_HOP=1 ZERO_CODE=1)
+# SAMPLING=<rate> runs the broker with the sampler Knative derives from tracing-sampling-rate (0: the lesson).
+run: $(RUNTIME_INSTALLED) ## The demo on loopback, no Docker (workshop switches: BROKEN=1 EXTENSION=1 UNTRACED_HOP=1 ZERO_CODE=1 B3=1 SAMPLING=0)
 	@$(PY) -m tools.run_demo $(call switch,BROKEN,--broken) $(call switch,EXTENSION,--extension) \
-		$(call switch,UNTRACED_HOP,--untraced-hop) $(call switch,ZERO_CODE,--zero-code) $(RUN_FLAGS)
+		$(call switch,UNTRACED_HOP,--untraced-hop) $(call switch,ZERO_CODE,--zero-code) $(call switch,B3,--b3) \
+		$(if $(SAMPLING),--broker-sampling-rate $(SAMPLING)) $(RUN_FLAGS)
 
 test: install lint typecheck ## The whole suite: lint, types, unit, end-to-end, manifests, containers
 	@echo "==> pytest"

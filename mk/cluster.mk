@@ -44,7 +44,8 @@ SERVING_RELEASE := https://github.com/knative/serving/releases/download/knative-
 EVENTING_RELEASE := https://github.com/knative/eventing/releases/download/knative-v$(KNATIVE_EVENTING_VERSION)
 KOURIER_RELEASE := https://github.com/knative-extensions/net-kourier/releases/download/knative-v$(KOURIER_VERSION)
 
-# Knative <= 1.18 traced through OpenCensus and `config-tracing`: add the legacy overlay for those versions.
+# Knative <= 1.18 traced through OpenCensus and `config-tracing`, its Serving with B3 as well as W3C: add the
+# legacy component (config/overlays/knative-1.18: its config-tracing, and B3 switched on in the Services).
 KNATIVE_MINOR := $(word 2,$(subst ., ,$(KNATIVE_VERSION)))
 LEGACY_TRACING := $(shell [ "$(KNATIVE_MINOR)" -le 18 ] 2>/dev/null && echo yes)
 
@@ -157,8 +158,9 @@ verify: install ## Fetch the `make demo` trace from Jaeger and check every hop; 
 	$(PY) -m tools.verify_trace --hops knative --trace-id-file $(CLUSTER_DIR)/last-trace-id \
 		--port-forward "$(KUBECTL) port-forward -n observability service/jaeger-query {port}:16686"
 
-undeploy: install ## Remove the Services, Broker and Trigger (Knative, Jaeger and the cluster stay)
-	$(KUBECTL) delete --ignore-not-found -f config/services.yaml -f config/trigger.yaml -f config/broker.yaml
+undeploy: install ## Remove the Services (dead-letter too), Broker and Trigger (Knative, Jaeger and the cluster stay)
+	$(KUBECTL) delete --ignore-not-found -f config/services.yaml -f config/dead-letter.yaml -f config/trigger.yaml \
+		-f config/broker.yaml
 
 cluster-delete: ## Delete the kind cluster and everything in it
 	@$(CLUSTER_SCRIPTS)/prereqs.sh kind

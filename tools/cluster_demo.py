@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ui = args.jaeger_ui.rstrip("/")
     print(f"\ntrace id: {trace_id}   (saved in {path})")
     print(f"See it:   make traces, then open {ui}/trace/{trace_id}")
-    print("Check it: make verify   (activator -> queue-proxy -> first -> broker -> trigger -> ... -> second)")
+    print("Check it: make verify   (activator -> queue-proxy -> first -> broker -> channel -> trigger -> second)")
     return 0
 
 

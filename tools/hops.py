@@ -12,13 +12,19 @@ records them with the source lines they come from, and tests/tools checks this l
 ingress names its span `broker:<broker>.<namespace>` and the broker filter `trigger:<trigger>.<namespace>`, the
 same on OpenCensus (<= 1.18) and OpenTelemetry (>= 1.19); their services are `broker.ingress` and
 `broker.filter` (>= 1.19) or `broker-ingress.knative-eventing` and `broker-filter.knative-eventing` (<= 1.18).
-The activator reports as `activator` (>= 1.19) or `activator-service` (<= 1.18). The queue-proxy reports under
-the Knative Service's own name since 1.19 (the workload's name too), under its pod's name
+The in-memory channel dispatcher reports as `inmemorychannel-dispatcher` (>= 1.19) or `imc-dispatcher`
+(<= 1.18). The activator reports as `activator` (>= 1.19) or `activator-service` (<= 1.18). The queue-proxy
+reports under the Knative Service's own name since 1.19 (the workload's name too), under its pod's name
 (`first-00001-deployment-...`) before: its spans are told from the workload's by their instrumentation scope
 (Jaeger's `otel.scope.name` tag), Go's otelhttp or `knative.dev/serving/pkg/queue`, never the workloads'
 Python ones (`common.tracing.http_in`, `first`...). Spans that arrive as Zipkin (<= 1.18) carry no scope. Span
 names of the HTTP layers (`handle`, `queue`, `kncloudevents.receive`, ...) are not matched: they are Knative's
 internals, and a hop is found through any spans in between.
+
+When a check fails, `likely_causes` reads the trace's shape for the causes users meet most: hops that recorded
+nothing while the context went on unchanged (tracing off: a Knative >= 1.19 component started before its
+config), hops whose spans are gone while the rest hangs off a parent that is not in the trace (sampled out: a
+tracing-sampling-rate of 0 or missing is NeverSample), and a trace that just ends (a hop that does not propagate).
 """
 
 from __future__ import annotations
@@ -67,6 +73,10 @@ class Hop:
     scope: str | None = None
     """A regular expression the span's instrumentation scope must match, when the span has one (spans that
     arrive as Zipkin, from Knative <= 1.18, have none)."""
+    namespace: str | None = None
+    """Where a Knative component runs, so its config-observability can be named when its spans are missing."""
+    restart: str | None = None
+    """What makes the component read config-observability again (>= 1.19 reads it only at start)."""
 
     def matches(self, span: Span) -> bool:
         scope = str(span.attributes.get("otel.scope.name") or span.attributes.get("otel.library.name") or "")
@@ -84,17 +94,29 @@ class Hop:
 
 
 OTELHTTP_SCOPE = "go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+SERVING = "knative-serving"
+EVENTING = "knative-eventing"
 
 
 def _knative_front(service: str) -> tuple[Hop, Hop]:
     """The activator and the revision pod's queue-proxy, which Knative Serving puts in front of every request."""
     return (
-        Hop(f"activator in front of {service}", service=r"^activator(-service)?$"),
+        # Its SERVER span: the activator's other spans sit under it, and one request must not place both
+        # activator hops (in a trace split in two, the second half would otherwise pass for the whole path).
+        Hop(
+            f"activator in front of {service}",
+            service=r"^activator(-service)?$",
+            kind="SERVER",
+            namespace=SERVING,
+            restart=f"kubectl -n {SERVING} rollout restart deployment/activator (make cluster does it)",
+        ),
         Hop(
             f"queue-proxy in front of {service}",
             service=rf"^({service}|{service}-\d+-deployment-.+)$",
             # Go's otelhttp or the queue-proxy's own tracer: never the workload's Python scopes.
             scope=rf"^({re.escape(OTELHTTP_SCOPE)}|knative\.dev/serving/pkg/queue)$",
+            namespace=SERVING,
+            restart="a new revision (make deploy): the queue-proxy gets the config when its revision is created",
         ),
     )
 
@@ -112,12 +134,26 @@ KNATIVE_HOPS: tuple[Hop, ...] = (
         service=r"^(broker\.ingress|broker-ingress\.knative-eventing)$",
         name=BROKER_SPAN,
         scope=r"^knative\.dev/pkg/broker/ingress$",
+        namespace=EVENTING,
+        restart=f"kubectl -n {EVENTING} rollout restart deployment/mt-broker-ingress (make cluster does it)",
+    ),
+    # The channel between ingress and filter. Its spans are its HTTP server and client and the dispatch between;
+    # any of them places it. Without this hop a dispatcher that records nothing would go unnoticed: it still
+    # passes the context on (a no-op tracer keeps the incoming span context).
+    Hop(
+        "in-memory channel dispatcher passes it on",
+        service=r"^(inmemorychannel-dispatcher|imc-dispatcher)$",
+        scope=rf"^({re.escape(OTELHTTP_SCOPE)}|knative\.dev/eventing/pkg/kncloudevents)$",
+        namespace=EVENTING,
+        restart=f"kubectl -n {EVENTING} rollout restart deployment/imc-dispatcher (make cluster does it)",
     ),
     Hop(
         "broker filter delivers it (Trigger first-to-second)",
         service=r"^(broker\.filter|broker-filter\.knative-eventing)$",
         name=TRIGGER_SPAN,
         scope=r"^knative\.dev/pkg/broker/filter$",
+        namespace=EVENTING,
+        restart=f"kubectl -n {EVENTING} rollout restart deployment/mt-broker-filter (make cluster does it)",
     ),
     *_knative_front("second"),
     PROCESS,
@@ -234,6 +270,76 @@ def check(spans: Sequence[Span], hops: Sequence[Hop]) -> list[str]:
         if cut:
             problems[index] += f"; cut off with it: {', '.join(repr(label) for label in cut)}"
     return problems
+
+
+def _namespaces(hops: Sequence[Hop]) -> list[str]:
+    return sorted({hop.namespace for hop in hops if hop.namespace})
+
+
+def _sampling(namespaces: Sequence[str]) -> str:
+    where = " and ".join(namespaces) or "the namespace of the missing hops"
+    return (
+        f"tracing-sampling-rate 0 or missing in config-observability of {where}: Knative >= 1.19 then samples "
+        "nothing (NeverSample, not parent-based), records none of its spans and passes the context on marked not "
+        "sampled, so the parent-based workloads after it drop theirs; a component at rate 1 records again. Fix: "
+        'tracing-sampling-rate "1" and a restart (make cluster does both; make verify checks the value first)'
+    )
+
+
+def likely_causes(spans: Sequence[Span], hops: Sequence[Hop]) -> list[str]:
+    """What usually makes a trace look like this one, when `check` finds problems: one line per cause, for the
+    shapes users report (a trace split in two, missing after the broker, hops that vanish)."""
+    if not spans:
+        return [
+            "the spans have not reached Jaeger yet: run make verify again in a minute",
+            "the whole path was sampled out: "
+            + _sampling([SERVING])
+            + " (the activator is the first hop, so nothing after it is recorded)",
+        ]
+    chain = _best_chain(spans, hops)
+    by_id = {s.span_id: s for s in spans}
+    chained = {s.span_id for s in chain.values()}
+    # As `check` reads them: missing when no span off the chain matches, broken when one does.
+    missing = [
+        i
+        for i, hop in enumerate(hops)
+        if i not in chain and not any(hop.matches(s) for s in spans if s.span_id not in chained)
+    ]
+    broken = [i for i, hop in enumerate(hops) if i not in chain and i not in missing]
+    causes: list[str] = []
+    # A span whose parent never arrived: a component made that parent and did not record it (or lost it). The
+    # demo's trace has one root with no parent at all (Kourier does not trace).
+    dangling = any(s.parent_id is not None and s.parent_id not in by_id for s in spans)
+    gone = [hops[i] for i in missing]
+    labels = ", ".join(repr(hop.label) for hop in gone)
+    if gone and dangling:
+        causes.append(
+            f"{labels} made spans that never reached Jaeger, and the context went on with their ids (the rest "
+            f"hangs off a parent that is not in the trace): sampled out, {_sampling(_namespaces(gone))}; or their "
+            "export failed (the component cannot reach tracing-endpoint: read its log)"
+        )
+    elif dangling:
+        causes.append(
+            "a span's parent is not in the trace: its spans were lost on the way to Jaeger (the component cannot "
+            "reach tracing-endpoint: read its log) or have not arrived yet (run make verify again)"
+        )
+    placed_after = [i for i in chain if missing and i > min(missing)]
+    if gone and not dangling and placed_after:
+        restarts = "; ".join(dict.fromkeys(hop.restart for hop in gone if hop.restart))
+        causes.append(
+            f"{labels} left no span where expected, yet the context went on unchanged: tracing is off in that "
+            "component (a no-op tracer keeps the incoming context). On Knative >= 1.19 it reads "
+            "config-observability only when it starts (the queue-proxy: when its revision is created), so it "
+            f"started before tracing was switched on. Fix: {restarts or 'restart it'}. Or a Knative release "
+            "renamed the span (KNATIVE_HOPS in tools/hops.py says what is expected)"
+        )
+    if gone and not dangling and not placed_after and not broken:
+        causes.append(
+            f"the trace ends before {labels}: the next hop did not propagate the context, so the rest is another "
+            "trace (make run UNTRACED_HOP=1 shows one; find it in Jaeger by the event id), or a component after "
+            "the last hop found sampled it out (" + _sampling(_namespaces(gone)) + ")"
+        )
+    return causes
 
 
 def summary(hops: Sequence[Hop]) -> str:

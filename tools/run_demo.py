@@ -5,7 +5,9 @@ services' logs and the trace as a tree, then keeps everything running until Ctrl
 
 The workshop's switches (docs/workshop.md) change one thing each: --broken (first sends no trace context, the
 event's journey splits into two traces), --extension (the event carries its own context), --untraced-hop (a
-hop that drops trace headers sits between the broker and second), --zero-code (opentelemetry-instrument).
+hop that drops trace headers sits between the broker and second), --zero-code (opentelemetry-instrument),
+--b3 (B3 headers as well as W3C, as for Knative <= 1.18), --broker-sampling-rate (the broker samples as Knative
+does for that tracing-sampling-rate; 0 shows the trace ending at the broker).
 """
 
 from __future__ import annotations
@@ -37,8 +39,12 @@ SWITCHES = (
     ("extension", "EXTENSION"),
     ("untraced_hop", "UNTRACED_HOP"),
     ("zero_code", "ZERO_CODE"),
+    ("b3", "B3"),
 )
 """Each workshop option and the make variable that turns it on (the Makefile's `switch`)."""
+B3_PROPAGATORS = "b3multi_strict,tracecontext_strict,baggage"
+"""B3 as well as W3C: b3multi first, since on the way in the last propagator that finds a context wins, so W3C
+wins when a caller sends both (Knative >= 1.19's Eventing passes old x-b3-* headers through unchanged)."""
 WAIT_FOR_FIRST_TRACE_S = 10.0
 # uvicorn's life-cycle lines: four per service at start, four at stop, the same every time. --verbose keeps them.
 _UVICORN_NOISE = re.compile(
@@ -61,7 +67,38 @@ def _arguments() -> argparse.Namespace:
         "--untraced-hop", action="store_true", help="a hop that drops trace headers before second (port +3)"
     )
     parser.add_argument("--zero-code", action="store_true", help="run the services under opentelemetry-instrument")
+    parser.add_argument(
+        "--b3", action="store_true", help=f"B3 headers as well as W3C (OTEL_PROPAGATORS={B3_PROPAGATORS})"
+    )
+    parser.add_argument(
+        "--broker-sampling-rate",
+        type=_rate,
+        metavar="RATE",
+        help="the broker samples as Knative >= 1.19 does for this tracing-sampling-rate (0: nothing)",
+    )
     return parser.parse_args()
+
+
+def _rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = -1.0
+    if not 0.0 <= rate <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a sampling rate is a number from 0 to 1, as Knative's")
+    return rate
+
+
+def knative_sampler(rate: float) -> dict[str, str]:
+    """The standard OTEL_TRACES_SAMPLER settings for the sampler Knative >= 1.19 builds from its
+    tracing-sampling-rate (knative/pkg observability/tracing/provider.go, sampleFor): 1 or more samples every span
+    whatever the parent says, 0 (or a missing key, which reads as 0) samples none, not even under a sampled
+    parent; only a rate in between follows the parent, and samples that share of new traces."""
+    if rate >= 1.0:
+        return {"OTEL_TRACES_SAMPLER": "always_on"}
+    if rate <= 0.0:
+        return {"OTEL_TRACES_SAMPLER": "always_off"}
+    return {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": str(rate)}
 
 
 def _ports(args: argparse.Namespace, first: int | None = None) -> dict[str, int]:
@@ -91,6 +128,8 @@ def _free_otlp_port(args: argparse.Namespace) -> int:
 def command(args: argparse.Namespace, port: int, otlp_port: int) -> str:
     """The `make run` line that runs what `args` asked for, on these ports."""
     words = ["make", "run", *(f"{name}=1" for option, name in SWITCHES if getattr(args, option))]
+    if args.broker_sampling_rate is not None:
+        words.append(f"SAMPLING={args.broker_sampling_rate:g}")
     flags = [f"--port {port}"] if port != DEFAULT_PORT else []
     flags += [f"--otlp-port {otlp_port}"] if otlp_port != DEFAULT_OTLP_PORT else []
     flags += [flag for flag, on in (("--once", args.once), ("--verbose", args.verbose)) if on]
@@ -121,10 +160,16 @@ def _stack(args: argparse.Namespace, otlp_endpoint: str, log_dir: Path) -> Stack
     if args.extension:
         first_env["EVENT_TRACE_EXTENSION"] = "true"
     hop = {"BROKER_SUBSCRIBERS": f"second=http://127.0.0.1:{args.port + 3}"} if args.untraced_hop else {}
+    if args.broker_sampling_rate is not None:
+        hop.update(knative_sampler(args.broker_sampling_rate))
     return Stack(
         otlp_endpoint=otlp_endpoint,
         # A short batch delay so the tree appears at once; the default 5 s is for production.
-        env={"OTEL_BSP_SCHEDULE_DELAY": "100", **(zero_code.ENV if args.zero_code else {})},
+        env={
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            **(zero_code.ENV if args.zero_code else {}),
+            **({"OTEL_PROPAGATORS": B3_PROPAGATORS} if args.b3 else {}),
+        },
         service_env={"first": first_env, "broker": hop},
         ports={"first": args.port, "second": args.port + 1, "broker": args.port + 2},
         log_dir=log_dir,
@@ -188,9 +233,10 @@ class Demo:
         """Send the article's request; print the logs, then its trace(s). Whether it went through."""
         first = self.stack.url("first")
         print(f"GET {first}/ (as the article's browser did)\n")
+        event_id = ""
         try:
-            httpx.get(f"{first}/", headers=BROWSER_HEADERS, timeout=10)
-        except httpx.HTTPError as exc:
+            event_id = str(httpx.get(f"{first}/", headers=BROWSER_HEADERS, timeout=10).json().get("event_id", ""))
+        except (httpx.HTTPError, ValueError) as exc:
             print(f"error: first did not answer: {type(exc).__name__} {exc}", file=sys.stderr)
         blocks = _first_trace(self.receiver, self.report)
         print("--- service logs ---")
@@ -201,6 +247,11 @@ class Demo:
             print(f"error: no span arrived within {WAIT_FOR_FIRST_TRACE_S:.0f} s (see the logs above)", file=sys.stderr)
             return False
         print("\n\n".join(block.text for block in blocks))
+        if self.args.broker_sampling_rate == 0:
+            # The lesson: the trace stops at the broker, the event does not. Its proof is second's log.
+            reached = bool(event_id) and f"processed event {event_id}" in self.stack.services["second"].log()
+            print(_SAMPLING_LESSON.format(reached="did reach" if reached else "did NOT reach"))
+            return reached
         if not blocks[0].ok:
             print("error: the first request failed: see the logs and the marked tree above", file=sys.stderr)
         return blocks[0].ok
@@ -276,6 +327,16 @@ def _first_trace(receiver: Receiver, report: TraceReport) -> list[Block]:
     return report.ready(receiver.spans(), time.monotonic(), final=True)
 
 
+_SAMPLING_LESSON = """
+Why the trace ends at the broker: the broker sampled as Knative >= 1.19 does with tracing-sampling-rate 0 (a
+missing key reads the same): NeverSample, which is not parent-based. It recorded none of its spans, yet passed
+the context on with the sampled flag off (traceparent ...-00). second's sampler follows its parent
+(parentbased_always_on, the default), so it recorded nothing either, though its log lines above carry the same
+trace id. The FAILED line is the trace's view: the event {reached} second (its "processed event" log line).
+On a cluster: tracing-sampling-rate "1" in config-observability, then restart the components that read it
+(make cluster does both); make verify checks the value and names this cause (docs/knative.md)."""
+
+
 def _exit(code: int | None) -> str:
     """uvicorn re-raises the stop signal after its graceful shutdown, so a clean stop reads as SIGTERM."""
     if code is not None and code < 0:
@@ -294,6 +355,11 @@ def _switches(args: argparse.Namespace) -> list[str]:
         lines.append(f"broker -> untraced hop on 127.0.0.1:{args.port + 3} (drops trace headers) -> second")
     if args.zero_code:
         lines.append("all three under opentelemetry-instrument (zero-code)")
+    if args.b3:
+        lines.append(f"all three: OTEL_PROPAGATORS={B3_PROPAGATORS} (B3 headers as well as W3C)")
+    if args.broker_sampling_rate is not None:
+        settings = " ".join(f"{k}={v}" for k, v in knative_sampler(args.broker_sampling_rate).items())
+        lines.append(f"broker: {settings} (Knative's sampler for tracing-sampling-rate {args.broker_sampling_rate:g})")
     return lines
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tools.hops import HOP_SETS, summary
+from tools.hops import HOP_SETS, likely_causes, summary
 from tools.jaeger import wait_for_shape
 from tools.stack import free_port, wait_healthy
 from tools.trace_tree import render
@@ -87,6 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problems:
         for problem in problems:
             print(f"FAIL: {problem}", file=sys.stderr)
+        causes = likely_causes(spans, hops)
+        if causes:
+            print("Likely causes:", file=sys.stderr)
+            for cause in causes:
+                print(f"  - {cause}", file=sys.stderr)
         return 1
     print(f"OK: all {len(hops)} hops in one trace, in order")
     return 0

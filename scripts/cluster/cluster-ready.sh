@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks, in seconds, what `make demo`, `make traces` and `make verify` need before they talk to the cluster,
 # and names the fix for the first thing missing: kubectl, the context, an answering API server, Knative
-# Serving and Eventing, Jaeger, and any RESOURCE given (e.g. ksvc/first, which `make deploy` creates).
+# Serving and Eventing, Jaeger, Knative's tracing switched on with a sampling rate above 0, and any RESOURCE
+# given (e.g. ksvc/first, which `make deploy` creates).
 # Usage: cluster-ready.sh KUBECTL CONTEXT KIND_CLUSTER [RESOURCE ...]   (resources in namespace default)
 set -uo pipefail
 
@@ -44,6 +45,48 @@ need() { # namespace resource what-it-is fix
 need knative-serving deployment/activator "Knative Serving" "make cluster"
 need knative-eventing deployment/mt-broker-ingress "Knative Eventing's MT broker" "make cluster"
 need observability deployment/jaeger "Jaeger" "make cluster"
+
+value() { # namespace configmap key: the key's value, empty when the key or the ConfigMap is missing
+	local found
+	found=$("${k[@]}" get -n "$1" "configmap/$2" --ignore-not-found -o "go-template={{index .data \"$3\"}}" 2>&1) ||
+		fail "cannot read configmap/$2 in namespace $1 of '$context': ${found%%$'\n'*}"
+	[ "$found" = "<no value>" ] || echo "$found"
+}
+positive() { awk -v rate="$1" 'BEGIN { exit !(rate + 0 > 0) }'; }
+restart="make cluster (it applies config/tracing and restarts the components that read it only at start)"
+# Knative >= 1.19 reads config-observability; a missing or 0 tracing-sampling-rate is NeverSample, not
+# parent-based (knative/pkg observability/tracing/provider.go, sampleFor): its components record nothing and
+# pass the context on marked not sampled, so the parent-based workloads after them drop theirs too. Knative
+# <= 1.18 read config-tracing (backend zipkin, sample-rate) instead.
+for namespace in knative-serving knative-eventing; do
+	protocol=$(value "$namespace" config-observability tracing-protocol)
+	case "$protocol" in
+	grpc | http/protobuf)
+		rate=$(value "$namespace" config-observability tracing-sampling-rate)
+		positive "$rate" || fail "tracing-sampling-rate in config-observability of $namespace is" \
+			"${rate:-missing} (Knative >= 1.19 then samples nothing: NeverSample, not parent-based), so every" \
+			"trace loses Knative's spans there and the workloads after it drop theirs: the trace ends at" \
+			"$namespace's first hop. Fix: $restart, or set it by hand: ${k[*]:0:3} patch" \
+			"configmap/config-observability -n $namespace --type merge -p '{\"data\":{\"tracing-sampling-rate\":\"1\"}}'" \
+			"and restart its components (docs/knative.md, Known risks)."
+		positive "$(awk -v rate="$rate" 'BEGIN { print 1 - rate }')" &&
+			echo "warning: tracing-sampling-rate in config-observability of $namespace is $rate: only that" \
+				"share of new traces is recorded, so the demo's trace may be missing (the demo wants \"1\")" >&2
+		;;
+	*)
+		if [ "$(value "$namespace" config-tracing backend)" = zipkin ]; then
+			rate=$(value "$namespace" config-tracing sample-rate)
+			[ -z "$rate" ] || positive "$rate" || fail "sample-rate in config-tracing of $namespace is 0:" \
+				"Knative <= 1.18 then records none of its spans. Fix: $restart KNATIVE_VERSION=1.18."
+		else
+			# none (the default) exports nothing, stdout writes spans to the components' logs.
+			fail "Knative's spans from $namespace do not reach Jaeger (config-observability tracing-protocol is" \
+				"${protocol:-missing}): the trace would hold none of them. Fix: $restart."
+		fi
+		;;
+	esac
+done
+
 for resource in "$@"; do
 	need default "$resource" "$resource" "make deploy"
 done

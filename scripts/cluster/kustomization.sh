@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Prints the kustomization `make cluster` / `make deploy` apply: config/ (or only its infrastructure part) with
-# the images `make images` built and the pinned Jaeger, plus the legacy tracing overlay for Knative <= 1.18.
+# the images `make images` built and the pinned Jaeger, plus the legacy tracing component for Knative <= 1.18.
 # Each `service=image-id` argument stamps the image id on that Service's revision template, so a rebuilt image
 # under the same tag rolls out a new revision instead of leaving the old pods running.
 # Usage: kustomization.sh all|infra [service=image-id ...]   (written to .cluster/<part>/kustomization.yaml)
 # Environment: IMAGE_REPO, IMAGE_TAG, JAEGER_VERSION, KSVCS (the Knative Services, space-separated),
-# LEGACY_TRACING (non-empty: add the knative-1.18 overlay).
+# LEGACY_TRACING (non-empty: add the knative-1.18 component).
 set -euo pipefail
 
 part=$1
@@ -28,6 +28,8 @@ infra)
 	;;
 esac
 if [ -n "${LEGACY_TRACING:-}" ]; then
+	# A Component: its config-tracing, and B3 switched on in the Services (none in the infra part).
+	echo "components:"
 	echo "  - ../../config/overlays/knative-1.18"
 fi
 echo "images:"

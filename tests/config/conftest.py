@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -51,9 +52,20 @@ def rendered() -> list[Manifest]:
     return kustomize(ROOT / "config")
 
 
+def with_component(tmp: Path, component: str) -> list[Manifest]:
+    """config/ with the Component config/overlays/<component> added, as `make deploy` (or `make operator`)
+    renders it: a kustomization beside it, written in `tmp`."""
+    config = os.path.relpath(ROOT / "config", tmp)
+    (tmp / "kustomization.yaml").write_text(
+        yaml.safe_dump({"resources": [config], "components": [f"{config}/overlays/{component}"]})
+    )
+    return kustomize(tmp)
+
+
 @pytest.fixture(scope="session")
-def legacy_rendered() -> list[Manifest]:
-    return kustomize(ROOT / "config" / "overlays" / "knative-1.18")
+def legacy_rendered(tmp_path_factory: pytest.TempPathFactory) -> list[Manifest]:
+    """config/ for Knative <= 1.18: with the knative-1.18 Component."""
+    return with_component(tmp_path_factory.mktemp("legacy"), "knative-1.18")
 
 
 @pytest.fixture(scope="session")

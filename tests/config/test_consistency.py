@@ -108,7 +108,9 @@ def test_knative_exports_to_the_trace_backend_defined_here(
     endpoints = [
         doc["data"]["tracing-endpoint"] for doc in rendered if doc["metadata"]["name"] == "config-observability"
     ]
-    endpoints += [doc["data"]["zipkin-endpoint"] for doc in legacy_rendered]
+    endpoints += [
+        doc["data"]["zipkin-endpoint"] for doc in legacy_rendered if doc["metadata"]["name"] == "config-tracing"
+    ]
     assert len(endpoints) == 4
     for endpoint in endpoints:
         service, port = cluster_service(rendered, endpoint)

@@ -153,15 +153,40 @@ def test_deploy_loads_images_applies_config_and_waits() -> None:
             f'--port-forward ".venv/bin/kubectl {CONTEXT} port-forward -n observability service/jaeger-query '
             '{port}:16686"',
         ),
-        (
-            "undeploy",
-            f"{CONTEXT} delete --ignore-not-found -f config/services.yaml -f config/trigger.yaml -f config/broker.yaml",
-        ),
         ("cluster-delete", "kind delete cluster --name knative-tracing"),
     ],
 )
 def test_target_runs_the_intended_command(target: str, expected: str) -> None:
     assert expected in dry_run(target)
+
+
+def test_undeploy_deletes_every_workload_file_of_config() -> None:
+    """Every top-level file config/kustomization.yaml applies, the dead-letter Service's too (it runs at
+    min-scale 1: left behind, it would keep a pod up)."""
+    out = dry_run("undeploy")
+    (line,) = [line for line in out.splitlines() if " delete " in line]
+    assert f"{CONTEXT} delete --ignore-not-found " in line
+    deleted = set(re.findall(r"-f (\S+)", line))
+    resources = yaml.safe_load((ROOT / "config" / "kustomization.yaml").read_text())["resources"]
+    assert deleted == {f"config/{name}" for name in resources if name.endswith(".yaml")}
+    assert "config/dead-letter.yaml" in deleted
+
+
+def test_operator_applies_the_instrumentation_before_the_services_and_checks_the_injection() -> None:
+    """kustomize orders by kind, Services before the Instrumentation: applied in one go, the new revisions' pods
+    could be admitted before it exists and run uninstrumented (the operator's pod webhook ignores failures)."""
+    out = dry_run("operator")
+    label = make_value("INSTRUMENTATION_LABEL")
+    in_order(
+        out,
+        "-n opentelemetry-operator-system",
+        f"{CONTEXT} apply -k .cluster/operator --selector {label}",
+        f"{CONTEXT} wait --timeout=300s --for=create -n default instrumentation/knative-tracing",
+        f"{CONTEXT} apply -k .cluster/operator\n",
+        "--for=condition=Ready -n default ksvc/first ksvc/second",
+        "scripts/cluster/check-injected.sh .venv/bin/kubectl kind-knative-tracing first second",
+    )
+    # That the label selects the Instrumentation alone: tests/config/test_cluster_scripts.py, through kubectl apply.
 
 
 def test_prereqs_names_each_missing_tool(tmp_path: Path) -> None:
@@ -276,10 +301,18 @@ def test_scripts_are_valid_bash() -> None:
         assert os.access(script, os.X_OK), f"{script.name} is not executable"
 
 
-def _stand_in_kind(tmp_path: Path, version: str) -> tuple[dict[str, str], Path, Path]:
-    """A stand-in `kind` (no kind or Docker here) of `version` that records what it is asked: env, calls, clusters."""
+def _stand_in_kind(
+    tmp_path: Path, version: str, cgroup: str = "2", security: str = "[name=seccomp,profile=builtin]"
+) -> tuple[dict[str, str], Path, Path]:
+    """A stand-in `kind` (no kind or Docker here) of `version` that records what it is asked: env, calls, clusters;
+    and a stand-in `docker` whose `docker info` reports `cgroup` and `security` options."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
+    (bin_dir / "docker").write_text(
+        "#!/usr/bin/env bash\n"
+        f'case "$*" in *CgroupVersion*) echo "{cgroup}" ;; *SecurityOptions*) echo "{security}" ;; esac\n'
+    )
+    (bin_dir / "docker").chmod(0o755)
     clusters = tmp_path / "clusters"
     clusters.write_text("")
     calls = tmp_path / "calls"
@@ -327,6 +360,42 @@ def test_kind_cluster_refuses_another_kind_release_naming_the_pin(tmp_path: Path
     assert f"kind v0.30.0 found, the demo pins kind v{kind} for {node}" in result.stderr
     assert "KIND_VERSION=0.30.0 KIND_NODE_IMAGE=" in result.stderr
     assert not calls.exists(), "no cluster is created with the wrong kind"
+
+
+def _create(tmp_path: Path, kind: str, port: str = "8880", **engine: str) -> subprocess.CompletedProcess[str]:
+    """kind-cluster.sh as `make cluster` runs it, with a stand-in kind of version `kind` and docker."""
+    tmp_path.mkdir(exist_ok=True)
+    env, _, _ = _stand_in_kind(tmp_path, kind, **engine)
+    node = make_value("KIND_NODE_IMAGE")
+    script = str(ROOT / "scripts/cluster/kind-cluster.sh")
+    args = [script, "knative-tracing", node, port, "31080", make_value("KIND_VERSION")]
+    return subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=10)
+
+
+def test_kind_cluster_warns_about_a_newer_kind_and_goes_on(tmp_path: Path) -> None:
+    newer = "0.99.0"  # not a kind release: a variable, so the pin scan (test_versions.py) does not read it as one
+    result = _create(tmp_path, newer)
+    assert result.returncode == 0, result.stderr
+    assert f"warning: kind v{newer} is newer than the pinned v{make_value('KIND_VERSION')}" in result.stderr
+    assert f"KIND_VERSION={newer} KIND_NODE_IMAGE=" in result.stderr
+    assert "creating kind cluster 'knative-tracing'" in result.stdout
+
+
+def test_kind_cluster_refuses_a_cgroup_v1_engine_naming_the_fix(tmp_path: Path) -> None:
+    result = _create(tmp_path, make_value("KIND_VERSION"), cgroup="1")
+    assert result.returncode == 1
+    assert "runs on cgroup v1" in result.stderr and "systemd.unified_cgroup_hierarchy=1" in result.stderr
+    assert "creating" not in result.stdout
+
+
+def test_kind_cluster_under_a_rootless_engine_suggests_a_high_port(tmp_path: Path) -> None:
+    rootless = "[name=seccomp,profile=builtin name=rootless name=cgroupns]"
+    refused = _create(tmp_path / "80", make_value("KIND_VERSION"), port="80", security=rootless)
+    assert refused.returncode == 1
+    assert "rootless and cannot bind host port 80" in refused.stderr
+    assert "make cluster demo KIND_HTTP_PORT=8880" in refused.stderr
+    high = _create(tmp_path / "8880", make_value("KIND_VERSION"), port="8880", security=rootless)
+    assert high.returncode == 0, high.stderr
 
 
 def _kubeconfig(tmp_path: Path, server: str) -> Path:

@@ -224,6 +224,28 @@ def test_the_legacy_overlay_sets_zipkin_tracing_for_knative_1_18(
     assert urlsplit(data["zipkin-endpoint"]).path == "/api/v2/spans"
 
 
+def _propagators(docs: list[Manifest]) -> dict[str, str | None]:
+    """Each Knative Service's OTEL_PROPAGATORS (None: unset, OpenTelemetry's default tracecontext,baggage)."""
+    found: dict[str, str | None] = {}
+    for doc in docs:
+        if doc["apiVersion"] == "serving.knative.dev/v1" and doc["kind"] == "Service":
+            env = {e["name"]: e.get("value") for e in doc["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+            found[doc["metadata"]["name"]] = env.get("OTEL_PROPAGATORS")
+    return found
+
+
+def test_the_services_propagate_w3c_only_by_default(rendered: list[Manifest]) -> None:
+    """Knative >= 1.19 reads and writes W3C only: the Services keep OpenTelemetry's default."""
+    assert _propagators(rendered) == {"first": None, "second": None, "dead-letter": None}
+
+
+def test_the_legacy_component_switches_b3_on_before_w3c(legacy_rendered: list[Manifest]) -> None:
+    """Knative Serving <= 1.18 wrote B3 as well as W3C. b3multi comes first: the last propagator that finds a
+    context wins, so W3C wins when both arrive and disagree."""
+    both = "b3multi_strict,tracecontext_strict,baggage"
+    assert _propagators(legacy_rendered) == {"first": both, "second": both, "dead-letter": both}
+
+
 def test_jaeger_is_v2_pinned_and_listens_on_every_protocol(find: Callable[[str, str], Manifest]) -> None:
     import yaml
 

@@ -131,6 +131,22 @@ def test_the_default_node_runs_a_kubernetes_knative_requires_and_tests() -> None
     assert minor(node) >= minor(legacy)
 
 
+def test_the_operators_stock_python_image_is_stated_as_its_release_names_it() -> None:
+    """The version of the auto-instrumentation the pinned operator injects by default, wherever the repo says it:
+    the image tag its versions.txt names (its requirements.txt at the same tag is already the next one's)."""
+    operator = pins()["OTEL_OPERATOR_VERSION"]
+    stock = upstream("compatibility.json")["otel_operator_python_autoinstrumentation"][operator]["default_image"]
+    stated = f"{stock} with operator {operator}"
+    for path in (
+        ROOT / "docs" / "workshop.md",
+        ROOT / "config/overlays/operator/autoinstrumentation-python/Dockerfile",
+    ):
+        text = " ".join(path.read_text().replace("#", " ").split())
+        assert stated in text, f"{path.relative_to(ROOT)} does not say {stated!r}"
+        others = set(re.findall(rf"(\d+\.\d+b\d+) with operator {re.escape(operator)}", text)) - {stock}
+        assert not others, f"{path.relative_to(ROOT)} states {others} for operator {operator}"
+
+
 def test_the_pinned_kubectl_is_within_one_minor_of_the_node() -> None:
     client = subprocess.run(
         [str(KUBECTL), "version", "--client", "-o", "json"], check=True, capture_output=True, text=True, timeout=30

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.support import complete_trace
-from tools.hops import KNATIVE_HOPS, LOCAL_HOPS, _best_chain, check
+from tools.hops import KNATIVE_HOPS, LOCAL_HOPS, _best_chain, check, likely_causes
 from tools.jaeger import spans_from_jaeger
 from tools.otlp_receiver import Receiver
 from tools.spans import Span
@@ -71,6 +71,7 @@ def test_the_knative_fixture_holds_exactly_the_spans_the_1_22_source_names() -> 
         ("activator in front of first", "activator"),
         ("queue-proxy in front of first", "queue-proxy"),
         ("broker ingress accepts it", "broker ingress"),
+        ("in-memory channel dispatcher passes it on", "in-memory channel dispatcher"),
         ("broker filter delivers it (Trigger first-to-second)", "broker filter"),
     ],
 )
@@ -96,7 +97,7 @@ def test_the_queue_proxy_hop_never_takes_a_workload_span() -> None:
 def test_a_missing_hop_is_named() -> None:
     (problem,) = check(fixture("knative-missing-trigger"), KNATIVE_HOPS)
     assert problem.startswith("missing hop 'broker filter delivers it (Trigger first-to-second)'")
-    assert "after 'broker ingress accepts it' before 'activator in front of second'" in problem
+    assert "after 'in-memory channel dispatcher passes it on' before 'activator in front of second'" in problem
 
 
 def test_the_workloads_own_spans_never_stand_in_for_its_queue_proxy() -> None:
@@ -109,15 +110,84 @@ def test_the_workloads_own_spans_never_stand_in_for_its_queue_proxy() -> None:
 
 
 def test_a_broken_chain_names_the_hop_and_where_the_parents_stop() -> None:
-    (problem,) = check(fixture("knative-broken-chain"), KNATIVE_HOPS)
+    missing, problem = check(fixture("knative-broken-chain"), KNATIVE_HOPS)
+    assert missing.startswith("missing hop 'in-memory channel dispatcher passes it on'")
     assert problem.startswith("chain broken at hop 'broker filter delivers it (Trigger first-to-second)'")
-    # The broker filter's first span names the in-memory channel dispatcher's client span as its parent.
+    # The broker filter's server spans name the in-memory channel dispatcher's client span as their parent.
     assert (
-        "its ancestry stops at 'kncloudevents.receive' of broker.filter, whose parent a000000000012221 is not in "
-        "the trace"
+        "its ancestry stops at 'POST /triggers/default/first-to-second/6f1c2e8a-3b7d-4c51-9a0e-2d4f8b7c1e93' of "
+        "broker.filter, whose parent a000000000012221 is not in the trace"
     ) in problem
     # The hops under the break are reported with it, not as separate failures.
     assert "cut off with it: 'activator in front of second', 'queue-proxy in front of second'" in problem
+
+
+def test_a_dispatcher_that_records_nothing_is_a_missing_hop() -> None:
+    """A no-op tracer passes the incoming context on unchanged: without its own hop, a dispatcher with tracing
+    off would leave a whole trace behind (the filter's spans right under the ingress's)."""
+    spans = spliced_out(fixture("knative-complete"), "inmemorychannel-dispatcher")
+    (problem,) = check(spans, KNATIVE_HOPS)
+    assert problem.startswith("missing hop 'in-memory channel dispatcher passes it on'")
+    (cause,) = likely_causes(spans, KNATIVE_HOPS)
+    assert "tracing is off in that component" in cause
+    assert "kubectl -n knative-eventing rollout restart deployment/imc-dispatcher" in cause
+
+
+def _server_parents(spans: list[Span], service: str) -> dict[str, str | None]:
+    return {s.name: s.parent_id for s in spans if s.service == service and s.kind == "SERVER"}
+
+
+@pytest.mark.parametrize("service", ["broker.ingress", "broker.filter"])
+def test_the_fixture_has_a_brokers_two_server_spans_side_by_side(service: str) -> None:
+    """Two otelhttp handlers (kncloudevents.receive, then the broker's own) each extract the incoming headers
+    (eventing pkg/kncloudevents/event_receiver.go CreateHandler, pkg/observability/otel/handler.go; otelhttp's
+    handler starts its span from propagators.Extract): both spans are children of the caller's."""
+    parents = _server_parents(fixture("knative-complete"), service)
+    assert len(parents) == 2 and len(set(parents.values())) == 1, parents
+
+
+def test_sampling_that_drops_the_broker_is_named_as_the_likely_cause() -> None:
+    """tracing-sampling-rate 0 in knative-eventing, 1 in knative-serving: the eventing components record
+    nothing and pass the context on not sampled; the activator in front of second samples every request again,
+    so second's half is in the trace, hanging off the broker filter's unrecorded span (users' "split in two")."""
+    spans = fixture("knative-sampling-off")
+    problems = check(spans, KNATIVE_HOPS)
+    assert [p.split(":")[0] for p in problems] == [
+        "missing hop 'broker ingress accepts it'",
+        "missing hop 'in-memory channel dispatcher passes it on'",
+        "missing hop 'broker filter delivers it (Trigger first-to-second)'",
+        "chain broken at hop 'activator in front of second'",
+    ]
+    (cause,) = likely_causes(spans, KNATIVE_HOPS)
+    assert "sampled out, tracing-sampling-rate 0 or missing in config-observability of knative-eventing" in cause
+    assert "NeverSample, not parent-based" in cause
+
+
+def test_sampling_at_the_first_hop_is_named_for_knative_serving() -> None:
+    """tracing-sampling-rate 0 in knative-serving only: the activator, the root, records nothing and first follows
+    its parent; the broker ingress, at rate 1, samples again, so the trace starts at the broker."""
+    spans = fixture("knative-complete")
+    ingress = min(s.start_ns for s in spans if s.service == "broker.ingress")
+    from_the_broker = [s for s in spans if s.start_ns >= ingress and s.service not in ("first",)]
+    (cause,) = likely_causes(from_the_broker, KNATIVE_HOPS)
+    assert "sampled out, tracing-sampling-rate 0 or missing in config-observability of knative-serving" in cause
+
+
+def test_a_trace_that_ends_names_a_hop_that_does_not_propagate() -> None:
+    first_half = [s for s in fixture("knative-sampling-off") if s.start_ns < _second_half_start()]
+    (cause,) = likely_causes(first_half, KNATIVE_HOPS)
+    assert cause.startswith("the trace ends before 'broker ingress accepts it'")
+    assert "did not propagate the context" in cause and "UNTRACED_HOP=1" in cause
+
+
+def _second_half_start() -> int:
+    spans = fixture("knative-sampling-off")
+    return min(s.start_ns for s in spans if s.service == "activator" and s.parent_id is not None and s.kind == "SERVER")
+
+
+def test_no_trace_at_all_names_sampling_at_the_first_hop() -> None:
+    causes = likely_causes([], KNATIVE_HOPS)
+    assert any("knative-serving" in cause and "NeverSample" in cause for cause in causes)
 
 
 def spliced_out(spans: list[Span], service: str) -> list[Span]:
@@ -197,7 +267,7 @@ def test_cli_passes_and_prints_the_tree(fake_jaeger: str, jaeger_dir: Path, caps
     out = capsys.readouterr().out
     assert "broker.ingress: broker:default.default" in out
     assert "second: process dev.knative.tracing.hello" in out
-    assert "OK: all 8 hops in one trace, in order" in out
+    assert "OK: all 9 hops in one trace, in order" in out
 
 
 def test_cli_fails_naming_the_missing_hop(
@@ -210,12 +280,23 @@ def test_cli_fails_naming_the_missing_hop(
     assert "FAIL: missing hop 'broker filter delivers it" in capsys.readouterr().err
 
 
+def test_cli_names_sampling_as_the_likely_cause(
+    fake_jaeger: str, jaeger_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _answer_with(jaeger_dir, "knative-sampling-off")
+    assert main(["--trace-id", TRACE_ID, "--query-url", fake_jaeger, "--timeout", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "FAIL: missing hop 'broker ingress accepts it'" in err
+    assert "Likely causes:\n  - " in err
+    assert "tracing-sampling-rate 0 or missing in config-observability of knative-eventing" in err
+
+
 def test_cli_reads_jaeger_through_a_port_forward_command(jaeger_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`make verify` hands a kubectl port-forward command; here a real local server stands in for it."""
     _answer_with(jaeger_dir, "knative-1.18-complete")
     command = " ".join(_serve(jaeger_dir, 0)).replace(" 0 --bind", " {port} --bind")
     assert main(["--trace-id", TRACE_ID, "--port-forward", command, "--timeout", "0"]) == 0
-    assert "OK: all 8 hops" in capsys.readouterr().out
+    assert "OK: all 9 hops" in capsys.readouterr().out
 
 
 def test_cli_explains_a_port_forward_that_fails(capsys: pytest.CaptureFixture[str]) -> None:

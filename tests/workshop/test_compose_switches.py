@@ -57,3 +57,20 @@ def test_zero_code_runs_each_image_command_under_opentelemetry_instrument(compos
         assert {k: v for k, v in env.items() if k not in zero_code.ENV} == compose_config["services"][name][
             "environment"
         ]
+
+
+def test_the_stack_keeps_opentelemetrys_default_propagators(compose_config: dict[str, Any]) -> None:
+    """W3C only, as Knative >= 1.19: no service names OTEL_PROPAGATORS unless the B3 switch is added."""
+    for name in SERVICES:
+        assert "OTEL_PROPAGATORS" not in compose_config["services"][name]["environment"], name
+
+
+def test_the_b3_switch_adds_b3_before_w3c_on_every_service(compose_config: dict[str, Any]) -> None:
+    config = _config("compose-b3.yml")
+    for name in SERVICES:
+        env = config["services"][name]["environment"]
+        assert env["OTEL_PROPAGATORS"] == "b3multi_strict,tracecontext_strict,baggage", name
+        assert {k: v for k, v in env.items() if k != "OTEL_PROPAGATORS"} == compose_config["services"][name][
+            "environment"
+        ]
+    assert config["services"]["jaeger"] == compose_config["services"]["jaeger"]
