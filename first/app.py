@@ -1,6 +1,6 @@
 """first: `GET /` and `POST /` each send one CloudEvent to the Broker, inside a PRODUCER span.
 
-Read this file first. The propagation step is the one `propagate.inject(headers)` line: it writes the trace
+Read this file first. The propagation step is the one commented `propagate.inject` line: it writes the trace
 context into the request to the Broker, whose SERVER span continues it. Then second/app.py, then
 event_tracing.py. The SERVER span around each request comes from FastAPI's own telemetry, the exporter,
 sampler and propagators from the `OTEL_*` environment (first/__main__.py).
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
@@ -36,6 +37,10 @@ MODE = os.environ.get("EVENT_MODE", "binary")
 PROPAGATE_CONTEXT = os.environ.get("PROPAGATE_CONTEXT", "true").lower() != "false"
 TRACE_EXTENSION = os.environ.get("EVENT_TRACE_EXTENSION", "false").lower() == "true"
 TIMEOUT = httpx.Timeout(float(os.environ.get("SINK_TIMEOUT", "5")), connect=2.0)
+# The broker's limit on an event (Knative's ingress has one too): say so here rather than relay its 413.
+MAX_EVENT_BYTES = int(os.environ.get("MAX_EVENT_BYTES", str(1024 * 1024)))
+# The caller's Content-Type becomes the event's datacontenttype, which must be a media type (RFC 2045), in ASCII.
+MEDIA_TYPE = re.compile(r'[\w.+-]+/[\w.+-]+(\s*;\s*[\w.+-]+=([\w.+-]+|"[ !#-\[\]-~]*"))*\s*', re.ASCII)
 _sink = urlsplit(SINK)
 POST_ATTRIBUTES: dict[str, str | int] = {
     "http.request.method": "POST",
@@ -75,6 +80,8 @@ async def send(request: Request) -> JSONResponse:
     body = await request.body()
     data = body or f"hello from first, traceid={trace_id()}".encode()
     content_type = request.headers.get("content-type", "application/octet-stream") if body else "text/plain"
+    if not MEDIA_TYPE.fullmatch(content_type):
+        return JSONResponse({"error": f"'datacontenttype' {content_type!r} is not a media type"}, status_code=400)
     event = CloudEvent({"type": EVENT_TYPE, "source": EVENT_SOURCE, "datacontenttype": content_type}, data)
     with tracer.start_as_current_span(
         f"send {EVENT_TYPE}", kind=SpanKind.PRODUCER, attributes=event_attributes(event, "send")
@@ -83,6 +90,10 @@ async def send(request: Request) -> JSONResponse:
             # The PRODUCER span's context inside the event too, where no hop rewrites it.
             event = CloudEvent({**event.get_attributes(), **trace_extension()}, data)
         message = to_structured_event(event) if MODE == "structured" else to_binary_event(event)
+        if len(message.body) > MAX_EVENT_BYTES:
+            # Structured mode carries the data inside JSON (base64 for bytes: a third more).
+            error = f"the event is {len(message.body)} bytes once encoded in {MODE} mode, over MAX_EVENT_BYTES"
+            return broker_error(producer, 413, error, None, event)
         headers = dict(message.headers)
         with tracer.start_as_current_span("POST", kind=SpanKind.CLIENT, attributes=POST_ATTRIBUTES) as post:
             if PROPAGATE_CONTEXT:
@@ -92,9 +103,11 @@ async def send(request: Request) -> JSONResponse:
                 propagate.inject(headers)
             try:
                 reply = await request.app.state.client.post(SINK, headers=headers, content=message.body)
-            except httpx.TimeoutException as exc:
-                return broker_error(producer, 504, f"broker at {SINK} did not answer in time", exc, event)
             except Exception as exc:  # any failure of the connection is the broker's, never a 500
+                post.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                post.set_attribute("error.type", type(exc).__qualname__)
+                if isinstance(exc, httpx.TimeoutException):
+                    return broker_error(producer, 504, f"broker at {SINK} did not answer in time", exc, event)
                 return broker_error(producer, 503, f"broker at {SINK} is unreachable", exc, event)
             post.set_attribute("http.response.status_code", reply.status_code)
             if reply.status_code >= 400:
@@ -108,6 +121,7 @@ async def send(request: Request) -> JSONResponse:
     response = JSONResponse({"trace_id": trace_id(), "event_id": event.get_id(), "sink": SINK})
     if "traceparent" in carrier:
         response.headers["traceparent"] = carrier["traceparent"]
+    log.info("Response headers:", extra={"http_headers": response.headers.items()})
     return response
 
 

@@ -10,17 +10,35 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from cloudevents.core.base import BaseCloudEvent
+
+N = TypeVar("N", int, float)
 
 
 def _key(event: BaseCloudEvent) -> bytes:
     # A CloudEvents string cannot hold U+0000, so it separates source from id without ambiguity.
     return hashlib.sha256(f"{event.get_source()}\0{event.get_id()}".encode("utf-8", "surrogatepass")).digest()
+
+
+def _setting(name: str, default: str, kind: type[N], minimum: N) -> N:
+    """The setting, or a stop at start-up naming it (exit status 2, as for a bad command-line option)."""
+    raw = os.environ.get(name, default)
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        what = f"a {'whole ' if kind is int else ''}number >= {minimum}"
+        sys.stderr.write(f"error: {name}={raw!r} is not {what}\n")
+        raise SystemExit(2)
+    return value
 
 
 @dataclass
@@ -37,8 +55,8 @@ class Redeliveries:
     @classmethod
     def from_env(cls) -> Redeliveries:
         return cls(
-            window=max(0.0, float(os.environ.get("DEDUPE_WINDOW", "600"))),
-            capacity=max(1, int(os.environ.get("DEDUPE_MAX_EVENTS", "10000"))),
+            window=_setting("DEDUPE_WINDOW", "600", float, 0.0),
+            capacity=_setting("DEDUPE_MAX_EVENTS", "10000", int, 1),
         )
 
     def age(self, event: BaseCloudEvent) -> float | None:

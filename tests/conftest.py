@@ -37,3 +37,19 @@ def stack(receiver: Receiver, tmp_path_factory: pytest.TempPathFactory) -> Itera
     )
     with stack:
         yield stack
+
+
+B3_ERA = {"OTEL_PROPAGATORS": "b3multi_strict,tracecontext_strict,baggage"}
+"""The article's era (Knative <= 1.18, `make run B3=1`): B3 headers as well as W3C, W3C winning when both come."""
+
+
+@pytest.fixture(scope="session")
+def b3_stack(receiver: Receiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The session stack's twin with B3 on, for the callers that bring B3."""
+    stack = Stack(
+        otlp_endpoint=receiver.endpoint,
+        env={"OTEL_BSP_SCHEDULE_DELAY": "50", **B3_ERA},
+        log_dir=tmp_path_factory.mktemp("b3-stack"),
+    )
+    with stack:
+        yield stack

@@ -52,7 +52,9 @@ def _ancestors(span: Span, by_id: dict[str, Span]) -> list[Span]:
 
 
 @pytest.mark.parametrize("caller", CALLERS)
-def test_request_becomes_one_trace(stack: Stack, receiver: Receiver, caller: str) -> None:
+def test_request_becomes_one_trace(request: pytest.FixtureRequest, receiver: Receiver, caller: str) -> None:
+    # W3C only by default; a caller that brings B3 goes to the stack with B3 on (the B3=1 switch).
+    stack: Stack = request.getfixturevalue("b3_stack" if "b3" in caller else "stack")
     headers, continued = _caller(caller)
     reply = httpx.get(stack.url("first") + "/", headers=headers, timeout=10)
     assert reply.status_code == 200, reply.text

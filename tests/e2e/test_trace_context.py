@@ -61,7 +61,11 @@ def _roots(spans: list[Span]) -> list[Span] | None:
         ("bytes-junk", False),
     ],
 )
-def test_context_is_continued_only_when_valid(stack: Stack, receiver: Receiver, kind: str, continued: bool) -> None:
+def test_context_is_continued_only_when_valid(
+    request: pytest.FixtureRequest, receiver: Receiver, kind: str, continued: bool
+) -> None:
+    # B3 is read only where it is switched on (B3=1): the B3 cases and the junk in every header go to that stack.
+    stack: Stack = request.getfixturevalue("b3_stack" if kind.startswith(("b3", "bytes")) else "stack")
     w3c, other, b3 = secrets.token_hex(16), secrets.token_hex(16), secrets.token_hex(16)
     cases: dict[str, tuple[Headers, str]] = {
         "future-version": ([("traceparent", f"cc-{w3c}-{SPAN}-01-later-fields")], w3c),
@@ -102,7 +106,10 @@ def test_context_is_continued_only_when_valid(stack: Stack, receiver: Receiver, 
     ],
     ids=["x-b3-sampled-0", "bare-b3-0", "b3-ids-0", "x-b3-ids-sampled-0"],
 )
-def test_b3_deny_records_nothing_in_any_service(stack: Stack, receiver: Receiver, deny: list[tuple[str, str]]) -> None:
+def test_b3_deny_records_nothing_in_any_service(
+    b3_stack: Stack, receiver: Receiver, deny: list[tuple[str, str]]
+) -> None:
+    stack = b3_stack
     denied = _send(stack, deny)
     # The event still flows, and second still knows the trace id (for log correlation) ...
     assert _processed(stack, denied["event_id"]) == denied["trace_id"]

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.conftest import B3_ERA
 from tests.faults.peers import Peer
 from tests.support import poll_until
 from tools import zero_code
@@ -80,6 +81,7 @@ def b3_firsts(sink: Peer, receiver: Receiver, tmp_path_factory: pytest.TempPathF
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "50",
             "K_SINK": f"{sink.url}/b3-defer-{mode}",
+            **B3_ERA,
             **(zero_code.ENV if mode == "zero-code" else {}),
         }
         command = [*zero_code.LAUNCHER, sys.executable, "-m", "first"] if mode == "zero-code" else None
