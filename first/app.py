@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
@@ -32,10 +33,21 @@ EVENT_SOURCE = "first"
 SINK = os.environ.get("K_SINK", "http://127.0.0.1:8082/default/default")
 # binary (Knative's default: attributes in ce- headers, data as the body) or structured (one JSON document).
 MODE = os.environ.get("EVENT_MODE", "binary")
-# Workshop switches: PROPAGATE_CONTEXT=false breaks the trace at the broker on purpose;
-# EVENT_TRACE_EXTENSION=true also puts the trace context inside the event.
-PROPAGATE_CONTEXT = os.environ.get("PROPAGATE_CONTEXT", "true").lower() != "false"
-TRACE_EXTENSION = os.environ.get("EVENT_TRACE_EXTENSION", "false").lower() == "true"
+
+
+def switch(name: str, default: str) -> bool:
+    """A workshop switch, true or false; anything else stops first, naming it."""
+    value = os.environ.get(name, default).strip().lower()
+    if value not in ("true", "false"):
+        sys.stderr.write(f"error: {name}={value!r} must be true or false\n")
+        raise SystemExit(2)
+    return value == "true"
+
+
+# PROPAGATE_CONTEXT=false breaks the trace at the broker on purpose; EVENT_TRACE_EXTENSION=true also puts the
+# trace context inside the event, where no hop rewrites it.
+PROPAGATE_CONTEXT = switch("PROPAGATE_CONTEXT", "true")
+TRACE_EXTENSION = switch("EVENT_TRACE_EXTENSION", "false")
 TIMEOUT = httpx.Timeout(float(os.environ.get("SINK_TIMEOUT", "5")), connect=2.0)
 # The broker's limit on an event (Knative's ingress has one too): say so here rather than relay its 413.
 MAX_EVENT_BYTES = int(os.environ.get("MAX_EVENT_BYTES", str(1024 * 1024)))
@@ -55,6 +67,10 @@ tracer = trace.get_tracer("first")
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    if not PROPAGATE_CONTEXT:
+        log.warning("PROPAGATE_CONTEXT=false: events leave with no trace context, so each trace breaks at the broker")
+    elif TRACE_EXTENSION:
+        log.info("EVENT_TRACE_EXTENSION=true: events also carry traceparent as a CloudEvents extension attribute")
     # One client for the life of the process: keep-alive connections to the broker.
     async with httpx.AsyncClient(timeout=TIMEOUT) as app.state.client:
         yield
