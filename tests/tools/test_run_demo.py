@@ -203,3 +203,39 @@ def test_a_failed_start_leaves_nothing_behind(tmp_path: Path) -> None:
     assert process.returncode != 0
     assert "SHUTDOWN_TIMEOUT='soon' is not a whole number" in text, text
     assert _leftovers(tmp_path) == []
+
+
+# What differs from one run to the next in a log line: ids, times, ports.
+_VARYING = re.compile(
+    r"(?P<uuid>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})|(?P<stamp>\d{4}-\d\d-\d\dT[\d:.]+Z)"
+    r"|(?P<hex>\b[0-9a-f]{32}\b|\b[0-9a-f]{16}\b)|(?P<clock>\b\d\d:\d\d:\d\d\b)|(?P<port>(?<=127\.0\.0\.1:)\d+)"
+)
+_GENERAL = {
+    "uuid": "[0-9a-f-]{36}",
+    "stamp": "[0-9T:.Z-]+",
+    "hex": "[0-9a-f]+",
+    "clock": r"\d\d:\d\d:\d\d",
+    "port": r"\d+",
+}
+
+
+def _shape(line: str) -> re.Pattern[str]:
+    """`line` as a pattern in which what varies between runs may be anything of its kind."""
+    parts, last = [], 0
+    for varying in _VARYING.finditer(line):
+        parts += [re.escape(line[last : varying.start()]), _GENERAL[str(varying.lastgroup)]]
+        last = varying.end()
+    return re.compile("".join([*parts, re.escape(line[last:])]))
+
+
+def test_the_annotated_log_lines_in_docs_are_what_make_run_prints() -> None:
+    """docs/logs.md explains real lines: each of its lines (ids, times and ports aside) is one make run prints."""
+    doc = (ROOT / "docs" / "logs.md").read_text()
+    block = doc.split("```text\n", 1)[1].split("```", 1)[0]
+    documented = [line for line in block.splitlines() if line.strip() not in ("...", "")]
+    process = _make_run(f"--once --port {free_port(3)} --otlp-port {free_port()}", {})
+    text, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, text
+    printed = text.splitlines()
+    missing = [line for line in documented if not any(_shape(line).fullmatch(p) for p in printed)]
+    assert not missing, "docs/logs.md shows lines make run does not print:\n" + "\n".join(missing) + f"\n---\n{text}"
