@@ -221,8 +221,10 @@ class Relay:
     exporter, is a separate binary `make run` would have to download; delete this when make run starts one.
     """
 
-    def __init__(self, url: str, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(self, url: str, headers: Mapping[str, str] | None = None, setting: str = "") -> None:
         self.url = url
+        self.setting = setting
+        """The environment variable `url` came from, to name it to people."""
         self._client = httpx.Client(headers={"content-type": "application/x-protobuf", **(headers or {})})
         self._queue: queue.Queue[tuple[bytes, str] | None] = queue.Queue()
         self.sent = 0
@@ -255,7 +257,7 @@ class Relay:
         headers_key = next(
             (k for k in ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS") if environ.get(k)), None
         )
-        return cls(url, _headers(headers_key, environ[headers_key]) if headers_key else None)
+        return cls(url, _headers(headers_key, environ[headers_key]) if headers_key else None, key)
 
     def send(self, body: bytes, content_encoding: str) -> None:
         self._queue.put((body, content_encoding))

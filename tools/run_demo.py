@@ -182,19 +182,24 @@ class Demo:
     def start(cls, args: argparse.Namespace) -> Demo:
         relay = _backend(args)
         busy = busy_ports(args)
-        if busy:
-            raise StartFailed(busy, 2)
         try:
-            receiver = Receiver(port=args.otlp_port, relay=relay).start()
-        except OSError:  # taken since the check
-            raise StartFailed(str(busy_ports(args, {"the OTLP receiver": args.otlp_port})), 2) from None
+            if busy:
+                raise StartFailed(busy, 2)
+            try:
+                receiver = Receiver(port=args.otlp_port, relay=relay).start()
+            except OSError:  # taken since the check
+                raise StartFailed(str(busy_ports(args, {"the OTLP receiver": args.otlp_port})), 2) from None
+        except StartFailed:
+            if relay is not None:
+                relay.close()
+            raise
         log_dir = Path(tempfile.mkdtemp(prefix="knative-tracing-"))
         demo = cls(args, receiver, _stack(args, receiver.endpoint, log_dir), log_dir)
         print(f"starting second, broker, first on 127.0.0.1:{args.port + 1}, {args.port + 2}, {args.port} ...")
         for switch in _switches(args):
             print(f"  {switch}")
         if relay is not None:
-            print(f"  spans also go to {relay.url} (OTEL_EXPORTER_OTLP_ENDPOINT)")
+            print(f"  spans also go to {relay.url} ({relay.setting})")
         try:
             demo.stack.start()
             if args.untraced_hop:
