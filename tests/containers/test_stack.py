@@ -311,3 +311,45 @@ def test_stopping_the_stack_exits_cleanly_and_flushes_every_services_spans(stack
     spans = fetch_trace(stack.jaeger, trace_id)
     assert check(spans, LOCAL_HOPS) == [], json.dumps([s.name for s in spans])
     assert {s.service for s in spans} == set(services)
+
+
+FRESH_SHELL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _podman_recipe() -> list[str]:
+    """The commands of docs/compose.md's Podman recipe (the console block after "from nothing"), as written."""
+    doc = (ROOT / "docs" / "compose.md").read_text()
+    block = doc.split("from nothing", 1)[1].split("```console\n", 1)[1].split("```", 1)[0]
+    commands = [line.removeprefix("$ ") for line in block.splitlines() if line.startswith("$ ")]
+    assert [c.split("#")[0].strip() for c in commands][-3:-1] == ["make up", "make down"], commands
+    return commands
+
+
+def test_the_podman_recipe_in_the_docs_works_pasted_into_a_fresh_shell(stack: Stack) -> None:
+    """docs/compose.md's lines, run as they are in a shell with nothing set but HOME and a plain PATH. Only what this
+    machine cannot do differently comes from the environment, which make reads as it reads its own variables:
+    other ports (a person's 8080 may be in use here) and the Jaeger stand-in (the real image cannot be pulled)."""
+    project = f"{stack.project}-recipe"
+    env = {
+        "HOME": os.environ.get("HOME", "/root"),
+        "PATH": FRESH_SHELL_PATH,
+        "FIRST_PORT": str(free_port()),
+        "JAEGER_UI_PORT": str(free_port()),
+        "JAEGER_VERSION": STANDIN_TAG,
+        "COMPOSE_PROJECT_NAME": project,
+    }
+    script = "set -e\n" + "\n".join(_podman_recipe()) + "\n"
+    done = subprocess.run(
+        ["bash", "--norc", "--noprofile", "-c", script],
+        cwd=ROOT,
+        env=env,
+        check=False,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=1200,
+    )
+    assert done.returncode == 0, f"the recipe failed:\n{script}\n{done.stdout}"
+    assert f"In Jaeger: http://127.0.0.1:{env['JAEGER_UI_PORT']}/trace/" in done.stdout, done.stdout
+    assert not stack.engine.containers(project), "make down left containers behind"
+    assert not _healthcheck_loops(project)
