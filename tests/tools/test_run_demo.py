@@ -198,10 +198,14 @@ def test_ctrl_c_from_the_terminal_stops_every_service_the_same_way_and_leaves_no
 
 
 def test_a_failed_start_leaves_nothing_behind(tmp_path: Path) -> None:
-    process = _make_run(f"--once --port {free_port(3)}", {"SHUTDOWN_TIMEOUT": "soon", "TMPDIR": str(tmp_path)})
+    """A setting every service refuses at start-up (a propagator nobody installed): make run names the service
+    that did not start, with its log, and its log folder goes with it."""
+    process = _make_run(
+        f"--once --port {free_port(3)}", {"OTEL_PROPAGATORS": "carrier-pigeon", "TMPDIR": str(tmp_path)}
+    )
     text, _ = process.communicate(timeout=90)
     assert process.returncode != 0
-    assert "SHUTDOWN_TIMEOUT='soon' is not a whole number" in text, text
+    assert "error: second did not start" in text and "carrier-pigeon" in text, text
     assert _leftovers(tmp_path) == []
 
 
