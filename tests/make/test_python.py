@@ -17,10 +17,11 @@ import pytest
 from tests.make.sandbox import Sandbox, fake_python_310, lock_lines
 from tools.stack import ROOT, free_port
 
-# Tiny real locks (hashed, from requirements/): the Makefile's logic, not the download, is under test here.
+# Tiny real locks (hashed, from requirements/): the Makefile's logic, not the download, is under test here. With
+# setuptools when the runtime lock has it: `make install` then installs the project itself, which it builds.
 SMALL_LOCKS = {
-    "runtime.txt": lock_lines("runtime.txt", "sniffio"),
-    "dev.txt": lock_lines("runtime.txt", "sniffio") + lock_lines("dev.txt", "iniconfig"),
+    "runtime.txt": lock_lines("runtime.txt", "sniffio", "setuptools"),
+    "dev.txt": lock_lines("runtime.txt", "sniffio", "setuptools") + lock_lines("dev.txt", "iniconfig"),
 }
 
 
