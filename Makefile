@@ -30,7 +30,7 @@ HELP_TARGETS_development := install test unit lint format typecheck lock clean h
 HELP_FILES_local := mk/bench.mk
 HELP_FILES_compose := mk/compose.mk
 HELP_FILES_cluster := mk/cluster.mk mk/workshop.mk
-HELP_local := Local, no Docker (Python >= 3.11; PYTHON=... chooses one):
+HELP_local := Local, no Docker (Python 3.11, 3.12 or 3.13; PYTHON=... chooses one):
 HELP_compose := Docker Compose with Jaeger (docs/compose.md):
 HELP_cluster := Knative on kind (docs/knative.md):
 HELP_development := Development:

@@ -532,10 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings.library:
         global VARIANTS  # noqa: PLW0603 - the one run-wide choice of what is compared
         VARIANTS = LIBRARY_VARIANTS
-    print(
-        f"==> bench: {settings.rounds} round(s) of {', '.join(VARIANTS)}; load generator: {settings.generator}, "
-        f"{settings.concurrency} connections, {settings.duration:g}s (+{settings.warmup:g}s warm-up) each"
-    )
+    print(opening(settings, quick=args.quick))
     runs: list[Run] = []
     started = datetime.now(UTC).isoformat(timespec="seconds")
     failure = None
@@ -558,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     final = result(started, settings, runs, failure)
     write(args.out, final)
-    _print_tables(final, settings)
+    print(tables(final, settings, quick=args.quick))
     picture = chart.write(args.out.with_suffix(".svg"), final)
     print(f"==> every number in {_shown(args.out)}, the chart in {_shown(picture)}")
     if settings.profile_dir is not None:
@@ -580,22 +577,43 @@ def main(argv: list[str] | None = None) -> int:
             f"==> saved as the reference run: {_shown(REFERENCE)} and its chart (commit them with docs/bench.md's "
             "numbers)"
         )
-    print(conclusion(final["summary"], final["ratios"], final["goals"]))
+    print(SMOKE_RUN_DONE if args.quick else conclusion(final["summary"], final["ratios"], final["goals"]))
     return 0
 
 
-def _print_tables(final: dict[str, Any], settings: Settings) -> None:
-    print(table(final["summary"], final["ratios"]))
+def opening(settings: Settings, *, quick: bool) -> str:
+    line = (
+        f"==> bench: {settings.rounds} round(s) of {', '.join(VARIANTS)}; load generator: {settings.generator}, "
+        f"{settings.concurrency} connections, {settings.duration:g}s (+{settings.warmup:g}s warm-up) each"
+    )
+    return f"{line}\n{SMOKE_RUN}" if quick else line
+
+
+SMOKE_RUN = (
+    "==> --quick is a smoke run: every variant starts, takes load and exports for one short round, which checks the "
+    "bench works. Its numbers are noise (a layer can even come out negative), so it prints no layer breakdown, no "
+    "goals and no verdict: `make bench` measures (docs/bench.md)."
+)
+SMOKE_RUN_DONE = "==> smoke run passed: every variant ran and answered. Not a measurement: make bench measures."
+
+
+def tables(final: dict[str, Any], settings: Settings, *, quick: bool = False) -> str:
+    """The numbers as people read them. A quick run shows only what it ran (the medians table, headed as a smoke
+    run), not the layer breakdown: one round's differences of differences are noise, often below zero."""
+    parts = [table(final["summary"], final["ratios"])]
+    if quick:
+        return f"smoke run (one {settings.duration:g} s round, not a measurement):\n{parts[0]}"
     if final["breakdown"] is not None:
-        print(layers.table(final["breakdown"], {v: s["rps"] for v, s in final["summary"].items()}))
+        parts.append(layers.table(final["breakdown"], {v: s["rps"] for v, s in final["summary"].items()}))
     if settings.library:
         lib, hand, ratio = final["summary"]["library"], final["summary"]["traced"], final["ratios"]
-        print(
+        parts.append(
             f"library ({settings.library}) against hand-made, medians: {lib['rps']:.0f} / {hand['rps']:.0f} req/s, "
             f"CPU {lib['cpu_ms_per_request_total']:.2f} / {hand['cpu_ms_per_request_total']:.2f} ms a request; "
             f"paired ratios: rps {ratio['library_vs_traced_rps']:.3f}, CPU {ratio['library_vs_traced_cpu']:.3f}, "
             f"p50 {ratio['library_vs_traced_p50']:.3f}"
         )
+    return "\n".join(parts)
 
 
 def result(started: str, settings: Settings, runs: list[Run], failure: str | None = None) -> dict[str, Any]:

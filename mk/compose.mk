@@ -25,8 +25,16 @@ engine_ready = engine=$$($(COMPOSE_CHECK) $(1)) || exit 1; \
 # `docker build` on PYTHON_IMAGE when it is set (a mirror, a local base); unset, the Dockerfiles' pinned digest.
 DOCKER_BUILD = docker build $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) )
 
+# Podman schedules health checks with systemd timers: with no systemd (/run/systemd/system is how systemd says it
+# runs) nothing runs them and `up --wait` waits for ever, so make up runs them itself while compose waits.
+HEALTHCHECKS := scripts/containers/podman-healthchecks.sh
+drive_healthchecks = if [ "$$engine" = podman ] && [ ! -d /run/systemd/system ]; then \
+		echo "==> Podman with no systemd runs no health checks by itself: make up runs them every 2 s until the stack is up ($(HEALTHCHECKS))"; \
+		$(HEALTHCHECKS) $$$$ $(1) & healthchecks=$$!; trap 'kill $$healthchecks 2>/dev/null' EXIT; fi
+
 up: ## Docker or Podman: build, start first, broker, second + Jaeger, send one request, print its trace
 	@$(call engine_ready,$(COMPOSE)); \
+	$(call drive_healthchecks,$(COMPOSE_RUN)); \
 	echo "==> building the images$(if $(PYTHON_IMAGE), on $(PYTHON_IMAGE),) and starting first, broker, second and jaeger (docker compose up --wait)"; \
 	$(COMPOSE_RUN) up --build --detach --wait || { \
 		echo "error: the stack did not come up healthy; its state and last log lines:" >&2; \

@@ -2,21 +2,26 @@
 
 `make run`, the tests and the bench use it instead of a collector so that spans really travel over OTLP.
 Run alone: `python -m tools.otlp_receiver --port 4318`; `GET /spans?trace_id=...` returns what it holds as JSON.
+With a Relay it also sends every export request on to another OTLP/HTTP endpoint: how `make run` reaches the
+user's own backend (Jaeger, a Collector) named by the standard OTEL_EXPORTER_OTLP_* settings.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import queue
+import sys
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent import futures
 from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
+import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -69,7 +74,11 @@ def decode(request: ExportTraceServiceRequest) -> list[Span]:
 class Receiver:
     """Holds received spans; thread-safe. `start()` serves OTLP/HTTP (and gRPC when `grpc_port` is given)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, grpc_port: int | None = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, grpc_port: int | None = None, relay: Relay | None = None
+    ) -> None:
+        self.relay = relay
+        """Where each export request also goes, unchanged (make run's user backend); None: nowhere."""
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._spans: list[Span] = []
@@ -100,6 +109,8 @@ class Receiver:
         self._http.stop()
         if self._grpc is not None:
             self._grpc.stop(grace=None)
+        if self.relay is not None:
+            self.relay.close()
 
     def add(self, spans: list[Span], *, gzip: bool = False) -> None:
         with self._changed:
@@ -133,7 +144,7 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 self._reply(413, f"a body is at most {MAX_BODY_BYTES} bytes".encode(), "text/plain")
                 return
-            body = self.rfile.read(int(declared))
+            body = raw = self.rfile.read(int(declared))
             if urlsplit(self.path).path != "/v1/traces":
                 self._reply(404, b"", "text/plain")
                 return
@@ -155,6 +166,8 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             request = ExportTraceServiceRequest()
             request.ParseFromString(body)
             receiver.add(decode(request), gzip=encoding == "gzip")
+            if receiver.relay is not None:
+                receiver.relay.send(raw, encoding)
             self._reply(200, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
 
         def do_GET(self) -> None:
@@ -193,6 +206,99 @@ def _gunzip(body: bytes) -> bytes:
     return data
 
 
+ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+RELAY_TIMEOUT_S = 10.0
+"""The OTLP exporters' default timeout (OTEL_EXPORTER_OTLP_TIMEOUT), for each relayed request."""
+
+
+class Relay:
+    """Sends each export request the receiver took on to another OTLP/HTTP endpoint as it came (protobuf, gzip or
+    not), from a thread of its own: the services' exporters get their answer at once, and a slow or absent backend
+    costs only its own copy of the spans, never the receiver's.
+
+    Hand-made (about 60 lines) because what does this elsewhere, a Collector's otlp receiver and otlphttp
+    exporter, is a separate binary `make run` would have to download; delete this when make run starts one.
+    """
+
+    def __init__(self, url: str, headers: Mapping[str, str] | None = None, setting: str = "") -> None:
+        self.url = url
+        self.setting = setting
+        """The environment variable `url` came from, to name it to people."""
+        self._client = httpx.Client(headers={"content-type": "application/x-protobuf", **(headers or {})})
+        self._queue: queue.Queue[tuple[bytes, str] | None] = queue.Queue()
+        self.sent = 0
+        self.failed = 0
+        self.first_error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="otlp-relay", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> Relay | None:
+        """The backend the standard settings name (the OTLP exporter spec's rules), or None when none is set.
+        Raises ValueError naming the setting to change when they ask for what this relay cannot do."""
+        protocol_key = next(
+            (k for k in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL") if environ.get(k)), None
+        )
+        if environ.get(TRACES_ENDPOINT):
+            key, url = TRACES_ENDPOINT, environ[TRACES_ENDPOINT]
+        elif environ.get(ENDPOINT):
+            # The spec: the signal's path is appended to the base endpoint.
+            key, url = ENDPOINT, environ[ENDPOINT].rstrip("/") + "/v1/traces"
+        else:
+            return None
+        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+            raise ValueError(f"{key}={environ[key]} is not an http:// or https:// URL (e.g. http://127.0.0.1:4318)")
+        if protocol_key and environ[protocol_key] not in ("http/protobuf", "http/json"):
+            raise ValueError(
+                f"{protocol_key}={environ[protocol_key]}: make run passes spans on over OTLP/HTTP only. Unset it and "
+                f"point {key} at the backend's OTLP/HTTP port (4318 on Jaeger and the Collector)"
+            )
+        headers_key = next(
+            (k for k in ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS") if environ.get(k)), None
+        )
+        return cls(url, _headers(headers_key, environ[headers_key]) if headers_key else None, key)
+
+    def send(self, body: bytes, content_encoding: str) -> None:
+        self._queue.put((body, content_encoding))
+
+    def close(self, timeout: float = RELAY_TIMEOUT_S) -> None:
+        """Send what is queued (bounded by `timeout`), then stop."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._client.close()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            body, encoding = item
+            headers = {"content-encoding": encoding} if encoding != "identity" else {}
+            try:
+                reply = self._client.post(self.url, content=body, headers=headers, timeout=RELAY_TIMEOUT_S)
+                error = None if reply.is_success else f"it answered {reply.status_code} {reply.text[:200]!r}"
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            if error is None:
+                self.sent += 1
+                continue
+            self.failed += 1
+            if self.first_error is None:
+                self.first_error = error
+                # Once, not per batch: the demo goes on, with its own receiver's copy of every span.
+                print(f"warning: spans not passed on to {self.url}: {error}", file=sys.stderr, flush=True)
+
+
+def _headers(key: str, value: str) -> dict[str, str]:
+    """OTEL_EXPORTER_OTLP_HEADERS' format: `name=value` pairs joined by commas, values percent-encoded."""
+    headers: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in value.split(","))):
+        name, sep, encoded = pair.partition("=")
+        if not sep or not name.strip():
+            # The value may hold a credential: only the header's position is named.
+            raise ValueError(f"{key}: each entry must be name=value (entry {len(headers) + 1} is not)")
+        headers[name.strip()] = unquote(encoded.strip())
+    return headers
+
+
 def _grpc_server(receiver: Receiver, host: str, port: int) -> tuple[Any, int]:
     import grpc
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
@@ -200,6 +306,8 @@ def _grpc_server(receiver: Receiver, host: str, port: int) -> tuple[Any, int]:
     class Service(trace_service_pb2_grpc.TraceServiceServicer):
         def Export(self, request: ExportTraceServiceRequest, context: Any) -> ExportTraceServiceResponse:
             receiver.add(decode(request))
+            if receiver.relay is not None:
+                receiver.relay.send(request.SerializeToString(), "identity")
             return ExportTraceServiceResponse()
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))

@@ -8,17 +8,21 @@ event's journey splits into two traces), --extension (the event carries its own 
 hop that drops trace headers sits between the broker and second), --zero-code (opentelemetry-instrument),
 --b3 (B3 headers as well as W3C, as for Knative <= 1.18), --broker-sampling-rate (the broker samples as Knative
 does for that tracing-sampling-rate; 0 shows the trace ending at the broker).
+
+With OTEL_EXPORTER_OTLP_ENDPOINT (or the other standard OTEL_EXPORTER_OTLP_* settings) in the environment, the
+receiver also passes every span on to that backend, Jaeger for instance; the tree still prints.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import re
+import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from itertools import chain
@@ -28,9 +32,9 @@ import httpx
 
 from tools import zero_code
 from tools.hops import BROWSER_HEADERS
-from tools.otlp_receiver import Receiver
+from tools.otlp_receiver import Receiver, Relay
 from tools.run_report import Block, TraceReport
-from tools.stack import Service, Stack, in_use, start_untraced_hop
+from tools.stack import Service, Stack, free_port, in_use, start_untraced_hop
 
 DEFAULT_PORT = 8080
 DEFAULT_OTLP_PORT = 4318
@@ -56,7 +60,11 @@ _UVICORN_NOISE = re.compile(
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="first's port (second +1, broker +2)")
-    parser.add_argument("--otlp-port", type=int, default=DEFAULT_OTLP_PORT, help="the OTLP/HTTP receiver's port")
+    parser.add_argument(
+        "--otlp-port",
+        type=int,
+        help=f"the OTLP/HTTP receiver's port ({DEFAULT_OTLP_PORT}; a free one when OTEL_EXPORTER_OTLP_ENDPOINT is set)",
+    )
     parser.add_argument("--once", action="store_true", help="stop after the first trace (for scripts)")
     parser.add_argument("--verbose", action="store_true", help="every log line, uvicorn's start and stop too")
     parser.add_argument("--broken", action="store_true", help="first sends no trace context (PROPAGATE_CONTEXT=false)")
@@ -99,6 +107,22 @@ def knative_sampler(rate: float) -> dict[str, str]:
     if rate <= 0.0:
         return {"OTEL_TRACES_SAMPLER": "always_off"}
     return {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": str(rate)}
+
+
+def _backend(args: argparse.Namespace) -> Relay | None:
+    """The user's own OTLP backend, from the standard OTEL_EXPORTER_OTLP_* settings, which the receiver passes the
+    spans on to. Those settings are taken out of the environment the services inherit: the services always export
+    to make run's receiver, over OTLP/HTTP, so the tree prints whatever the backend does."""
+    try:
+        relay = Relay.from_environment(os.environ)
+    except ValueError as exc:
+        raise StartFailed(f"error: {exc}", 2) from None
+    for key in [k for k in os.environ if k.startswith("OTEL_EXPORTER_OTLP_")]:
+        del os.environ[key]
+    if args.otlp_port is None:
+        # A backend on this machine most likely listens on 4318 itself (Jaeger, a Collector).
+        args.otlp_port = free_port() if relay else DEFAULT_OTLP_PORT
+    return relay
 
 
 def _ports(args: argparse.Namespace, first: int | None = None) -> dict[str, int]:
@@ -174,6 +198,7 @@ def _stack(args: argparse.Namespace, otlp_endpoint: str, log_dir: Path) -> Stack
         ports={"first": args.port, "second": args.port + 1, "broker": args.port + 2},
         log_dir=log_dir,
         launcher=zero_code.LAUNCHER if args.zero_code else (),
+        own_process_group=True,
     )
 
 
@@ -200,28 +225,40 @@ class Demo:
 
     @classmethod
     def start(cls, args: argparse.Namespace) -> Demo:
+        relay = _backend(args)
         busy = busy_ports(args)
-        if busy:
-            raise StartFailed(busy, 2)
         try:
-            receiver = Receiver(port=args.otlp_port).start()
-        except OSError:  # taken since the check
-            raise StartFailed(str(busy_ports(args, {"the OTLP receiver": args.otlp_port})), 2) from None
+            if busy:
+                raise StartFailed(busy, 2)
+            try:
+                receiver = Receiver(port=args.otlp_port, relay=relay).start()
+            except OSError:  # taken since the check
+                raise StartFailed(str(busy_ports(args, {"the OTLP receiver": args.otlp_port})), 2) from None
+        except StartFailed:
+            if relay is not None:
+                relay.close()
+            raise
         log_dir = Path(tempfile.mkdtemp(prefix="knative-tracing-"))
         demo = cls(args, receiver, _stack(args, receiver.endpoint, log_dir), log_dir)
         print(f"starting second, broker, first on 127.0.0.1:{args.port + 1}, {args.port + 2}, {args.port} ...")
         for switch in _switches(args):
             print(f"  {switch}")
+        if relay is not None:
+            print(f"  spans also go to {relay.url} ({relay.setting})")
         try:
             demo.stack.start()
             if args.untraced_hop:
-                demo.hop = start_untraced_hop(args.port + 3, demo.stack.url("second"), log_dir / "untraced-hop.log")
+                demo.hop = start_untraced_hop(
+                    args.port + 3, demo.stack.url("second"), log_dir / "untraced-hop.log", own_process_group=True
+                )
         except RuntimeError as exc:
-            demo.stack.stop()
-            receiver.stop()
+            demo.stop(quiet=True)
             if "address already in use" in str(exc):  # taken since the check
                 raise StartFailed(str(busy_ports(args)), 2) from None
             raise StartFailed(f"error: {exc}", 1) from None
+        except BaseException:  # Ctrl-C, SIGTERM or SIGHUP while starting: nothing may be left behind
+            demo.stop(quiet=True)
+            raise
         demo.logs = LogTail(demo.stack, demo.hop, verbose=args.verbose)
         return demo
 
@@ -256,15 +293,16 @@ class Demo:
             print("error: the first request failed: see the logs and the marked tree above", file=sys.stderr)
         return blocks[0].ok
 
-    def follow(self, stop: threading.Event) -> None:
-        """Print new log lines, each new trace once ready, and each service that exits, until `stop` is set."""
+    def follow(self) -> None:
+        """Print new log lines, each new trace once ready, and each service that exits, until interrupted."""
         first = self.stack.url("first")
         print(
             f"\nSend more:  curl -i {first}/   (or: curl -i -X POST -d '{{\"hi\": 1}}' "
             f"-H 'content-type: application/json' {first}/)"
         )
         print(f"Spans also at http://127.0.0.1:{self.receiver.port}/spans  ·  logs in {self.log_dir}  ·  Ctrl-C stops.")
-        while not stop.wait(0.5):
+        while True:
+            time.sleep(0.5)
             self.logs.print_new()
             self.report_exits()
             for block in self.report.ready(self.receiver.spans(), time.monotonic()):
@@ -282,14 +320,27 @@ class Demo:
                     file=sys.stderr,
                 )
 
-    def stop(self) -> None:
-        print("\nstopping ...")
+    def stop(self, *, quiet: bool = False) -> None:
+        """Stop everything make run started and remove its log folder. A second Ctrl-C does not cut this short:
+        each service gets its graceful shutdown (bounded by Stack.stop), so none is left running."""
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+        if not quiet:
+            print("\nstopping ...")
+        codes: dict[str, int | None] = {}
         if self.hop is not None:
             self.hop.process.terminate()
-            self.hop.process.wait()
-        codes = self.stack.stop()
+            codes[self.hop.name] = self.hop.process.wait()
+        codes = {**self.stack.stop(), **codes}
         self.receiver.stop()
+        shutil.rmtree(self.log_dir, ignore_errors=True)
+        if quiet:
+            return
         print("stopped: " + ", ".join(f"{name} ({_exit(code)})" for name, code in codes.items()))
+        relay = self.receiver.relay
+        if relay is not None:
+            lost = f", {relay.failed} not ({relay.first_error})" if relay.failed else ""
+            print(f"passed {relay.sent} export requests on to {relay.url}{lost}")
 
 
 def main() -> int:
@@ -297,23 +348,35 @@ def main() -> int:
     # Each line as it is printed, also through a pipe (make run | tee): this is a live report.
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
+    # SIGTERM and a closed terminal stop make run as Ctrl-C does: the services run in process groups of their
+    # own (so the terminal's Ctrl-C reaches only make run, which stops each one the same way), and only make run
+    # can stop them.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _interrupt)
     try:
         demo = Demo.start(args)
     except StartFailed as failed:
         print(failed, file=sys.stderr)
         return failed.code
+    except KeyboardInterrupt:
+        return 0
     try:
         if not demo.first_request():
             return 1
         if not args.once:
-            stop = threading.Event()
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
-            demo.follow(stop)
+            demo.follow()
         return 0
     except KeyboardInterrupt:
         return 0
     finally:
         demo.stop()
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _first_trace(receiver: Receiver, report: TraceReport) -> list[Block]:

@@ -194,8 +194,10 @@ def start_service(
     log_path: Path | None = None,
     *,
     command: list[str] | None = None,
+    own_process_group: bool = False,
 ) -> Service:
-    """Start one service; its output goes to `log_path` (or this terminal when None)."""
+    """Start one service; its output goes to `log_path` (or this terminal when None). `own_process_group`: the
+    terminal's Ctrl-C does not reach it, so whoever started it stops it (make run: every service the same way)."""
     full_env = {
         **service_environment(name),
         **os.environ,
@@ -211,6 +213,7 @@ def start_service(
         env=full_env,
         stdout=out,
         stderr=subprocess.STDOUT if out else None,
+        process_group=0 if own_process_group else None,
     )
     return Service(name, port, process, log_path)
 
@@ -261,6 +264,8 @@ class Stack:
     services: dict[str, Service] = field(default_factory=dict)
     launcher: tuple[str, ...] = ()
     """A command that wraps `python -m <service>`, such as opentelemetry-instrument (zero-code)."""
+    own_process_group: bool = False
+    """Each service in a process group of its own (start_service): only `stop()` ends them."""
 
     def environment(self, name: str) -> dict[str, str]:
         ports = {s: self.ports.setdefault(s, free_port()) for s in SERVICES}
@@ -281,7 +286,9 @@ class Stack:
             env = self.environment(name)
             log_path = self.log_dir / f"{name}.log" if self.log_dir else None
             command = [*self.launcher, sys.executable, "-m", name] if self.launcher else None
-            self.services[name] = start_service(name, self.ports[name], env, log_path, command=command)
+            self.services[name] = start_service(
+                name, self.ports[name], env, log_path, command=command, own_process_group=self.own_process_group
+            )
         try:
             wait_all_healthy(self.services.values(), timeout)
         except RuntimeError:
@@ -303,11 +310,14 @@ class Stack:
         self.stop()
 
 
-def start_untraced_hop(port: int, target: str, log_path: Path | None = None) -> Service:
+def start_untraced_hop(
+    port: int, target: str, log_path: Path | None = None, *, own_process_group: bool = False
+) -> Service:
     """Run the untraced hop (tools/untraced_hop.py) as its own process on `port`, forwarding to `target`; return
     once it answers."""
+    command = [sys.executable, "-m", "tools.untraced_hop"]
     hop = start_service(
-        "untraced-hop", port, {"HOP_TARGET": target}, log_path, command=[sys.executable, "-m", "tools.untraced_hop"]
+        "untraced-hop", port, {"HOP_TARGET": target}, log_path, command=command, own_process_group=own_process_group
     )
     try:
         wait_healthy(f"{hop.url}/healthz", 10, hop.process)

