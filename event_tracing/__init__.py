@@ -20,6 +20,8 @@ messaging conventions describe for a push consumer:
 from __future__ import annotations
 
 import logging
+import os
+import threading
 
 from cloudevents.core.base import BaseCloudEvent
 from opentelemetry import context, trace
@@ -107,9 +109,15 @@ def consumer_parent(event: BaseCloudEvent) -> tuple[context.Context | None, list
 
 def flush_spans() -> None:
     """Export the spans still batched and stop the tracer provider: called as the service stops, since Knative
-    scales a service to zero with SIGTERM, and uvicorn then ends the process by its signal, so nothing that would
-    run at exit does. Bounded by the exporter's own timeout (OTEL_EXPORTER_OTLP_TIMEOUT)."""
-    provider = trace.get_tracer_provider()
-    shutdown = getattr(provider, "shutdown", None)  # the SDK's provider has it, the API's no-op one does not
-    if shutdown is not None:
-        shutdown()
+    scales a service to zero with SIGTERM and uvicorn then ends the process by that signal, so nothing that would
+    run at exit does. Within OTEL_BSP_EXPORT_TIMEOUT: the SDK does not apply that bound to its own flush, and a
+    hanging trace backend must not hold the stop, so the flush runs on a thread waited for that long."""
+    shutdown = getattr(trace.get_tracer_provider(), "shutdown", None)  # the SDK's provider has it, the API's not
+    if shutdown is None:
+        return
+    seconds = int(os.environ.get("OTEL_BSP_EXPORT_TIMEOUT", "30000")) / 1000
+    flushing = threading.Thread(target=shutdown, name="flush-spans", daemon=True)
+    flushing.start()
+    flushing.join(seconds)
+    if flushing.is_alive():
+        log.warning("spans not all exported within %.1fs at shutdown (trace backend slow or down)", seconds)

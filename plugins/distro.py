@@ -9,9 +9,7 @@ by `initialize()` in each service's `__main__.py`, with two additions:
 - **names**: `service.name` falls back on Knative's `K_SERVICE`, then on the service's own name (the package
   `python -m` runs), as the original demo named its services; `otlp_lean` speaks OTLP/HTTP only, so with
   `OTEL_EXPORTER_OTLP_PROTOCOL=grpc` the stock `otlp` exporter is used;
-- **`OTEL_SDK_DISABLED=true` still passes the context on**: no SDK, so no spans, but a tracer provider of the API's
-  no-op tracers, which FastAPI's telemetry counts as configured, so each request's context is still extracted
-  and the next hop still receives it (the API's no-op tracer continues its parent's context).
+- **`OTEL_PROPAGATORS=none` that FastAPI's telemetry survives** (`_NoPropagation` says why).
 """
 
 from __future__ import annotations
@@ -22,9 +20,17 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import propagate
+from opentelemetry.context import Context
 from opentelemetry.distro import OpenTelemetryDistro
-from opentelemetry.util.types import Attributes
+from opentelemetry.propagators.textmap import (
+    CarrierT,
+    Getter,
+    Setter,
+    TextMapPropagator,
+    default_getter,
+    default_setter,
+)
 
 from plugins.settings import env_choice, env_int, fail_startup
 
@@ -61,17 +67,25 @@ def check_settings() -> None:
     env_int("PORT", 0, minimum=0)
 
 
-class _ContextOnlyTracerProvider(trace.TracerProvider):
-    """The API's no-op tracers, as a provider FastAPI's telemetry takes for a configured one."""
+class _NoPropagation(TextMapPropagator):
+    """`OTEL_PROPAGATORS=none`: nothing read, nothing written. OpenTelemetry's own "none" is a composite of no
+    propagators, whose extract returns the context it was given, None when given none, which FastAPI's telemetry
+    then attaches as the current context and every later lookup fails on. Delete when CompositePropagator([])
+    returns a Context (opentelemetry-api) or FastAPI checks what it attaches."""
 
-    def get_tracer(
-        self,
-        instrumenting_module_name: str,
-        instrumenting_library_version: str | None = None,
-        schema_url: str | None = None,
-        attributes: Attributes | None = None,
-    ) -> trace.Tracer:
-        return trace.NoOpTracer()
+    def extract(
+        self, carrier: CarrierT, context: Context | None = None, getter: Getter[CarrierT] = default_getter
+    ) -> Context:
+        return Context() if context is None else context
+
+    def inject(
+        self, carrier: CarrierT, context: Context | None = None, setter: Setter[CarrierT] = default_setter
+    ) -> None:
+        return None
+
+    @property
+    def fields(self) -> set[str]:
+        return set()
 
 
 def _default_names() -> None:
@@ -90,5 +104,5 @@ class KnativeTracingDistro(OpenTelemetryDistro):
         check_settings()
         _default_names()
         super()._configure(**kwargs)  # type: ignore[no-untyped-call]
-        if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-            trace.set_tracer_provider(_ContextOnlyTracerProvider())
+        if _names("OTEL_PROPAGATORS") == ["none"]:
+            propagate.set_global_textmap(_NoPropagation())

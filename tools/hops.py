@@ -17,7 +17,7 @@ The in-memory channel dispatcher reports as `inmemorychannel-dispatcher` (>= 1.1
 reports under the Knative Service's own name since 1.19 (the workload's name too), under its pod's name
 (`first-00001-deployment-...`) before: its spans are told from the workload's by their instrumentation scope
 (Jaeger's `otel.scope.name` tag), Go's otelhttp or `knative.dev/serving/pkg/queue`, never the workloads'
-Python ones (`common.tracing.http_in`, `first`...). Spans that arrive as Zipkin (<= 1.18) carry no scope. Span
+Python ones (`fastapi`, `first`...). Spans that arrive as Zipkin (<= 1.18) carry no scope. Span
 names of the HTTP layers (`handle`, `queue`, `kncloudevents.receive`, ...) are not matched: they are Knative's
 internals, and a hop is found through any spans in between.
 

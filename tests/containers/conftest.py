@@ -49,8 +49,9 @@ def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv = tmp_path_factory.mktemp("image") / "venv"
     paths = {copy.destination: str(ROOT / copy.sources[0]) for copy in dockerfiles.copies(stage)}
     paths[final_copy_from(stage.name or "")] = str(venv)
-    (run,) = stage.all("RUN")
-    command = run.args
+    # The project's editable install names its folder, where the stage copied pyproject.toml and plugins/.
+    paths[dockerfiles.stages(ROOT / "first" / "Dockerfile")[-1].workdir()] = str(ROOT)
+    command = " && ".join(run.args for run in stage.all("RUN"))
     for image_path in sorted(paths, key=len, reverse=True):
         command = command.replace(image_path, paths[image_path])
     # The stage's own ENV, but the pip cache: PIP_NO_CACHE_DIR keeps the image small, here it would only

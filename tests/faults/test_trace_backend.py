@@ -81,8 +81,7 @@ def test_backend_hanging_keeps_requests_fast_queue_bounded_and_shutdown_bounded(
 ) -> None:
     first = firsts["hanging"]
     took = _send_many(first)
-    # The exporter is built on its first export (common/tracing/setup.py, LazyExporter), so it may reach the backend
-    # only after the requests are answered.
+    # The batch worker exports on its own thread, so it may reach the backend only after the requests are answered.
     poll_until(lambda: backend.at("/v1/traces"), 5, "the exporter to reach the backend")
     assert max(took) < QUICK, took
     # The queue is bounded: spans beyond it are dropped, and that is said once, not once per span.

@@ -41,7 +41,7 @@ def test_a_whole_knative_trace_passes(name: str, count: int) -> None:
 
 SOURCE_FACTS = json.loads((ROOT / "tests" / "fixtures" / "knative" / "otel-spans-1.22.json").read_text())
 """What Knative 1.22 emits on the demo's path, read from its source (each entry cites the line)."""
-WORKLOAD_SCOPES = {"common.tracing.http_in", "broker.client_span", "first", "second"}
+WORKLOAD_SCOPES = {"fastapi", "broker.client_span", "first", "second"}
 
 
 def _source_fact(span: Span) -> tuple[str, str] | None:
