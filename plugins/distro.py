@@ -47,21 +47,25 @@ def _known(group: str) -> list[str]:
 
 
 def check_settings() -> None:
-    """Stop at start-up, naming the setting, on a value that cannot work."""
-    exporters = [*_known("opentelemetry_traces_exporter"), "none"]
-    for name in _names("OTEL_TRACES_EXPORTER"):
-        if name not in exporters:
-            fail_startup(f"OTEL_TRACES_EXPORTER={name!r} must be one of: {', '.join(exporters)}")
-    protocol = os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "").strip()
-    if protocol and protocol not in _PROTOCOLS:
-        fail_startup(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} must be one of: {', '.join(_PROTOCOLS)}")
+    """Stop at start-up, naming the setting, on a value that cannot work. The exporter's settings count only where
+    spans are exported (not with OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none)."""
     sampler = os.environ.get("OTEL_TRACES_SAMPLER", "").strip()
     samplers = _known("opentelemetry_traces_sampler")
     if sampler and sampler not in samplers:
         fail_startup(f"OTEL_TRACES_SAMPLER={sampler!r} must be one of: {', '.join(samplers)}")
+    exporters = [*_known("opentelemetry_traces_exporter"), "none"]
+    for name in _names("OTEL_TRACES_EXPORTER"):
+        if name not in exporters:
+            fail_startup(f"OTEL_TRACES_EXPORTER={name!r} must be one of: {', '.join(exporters)}")
+    exporting = os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() != "true" and _names(
+        "OTEL_TRACES_EXPORTER"
+    ) != ["none"]
+    protocol = os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "").strip()
+    if exporting and protocol and protocol not in _PROTOCOLS:
+        fail_startup(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} must be one of: {', '.join(_PROTOCOLS)}")
     for variable in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         endpoint = os.environ.get(variable, "").strip()
-        if endpoint and "://" not in endpoint:
+        if exporting and endpoint and "://" not in endpoint:
             fail_startup(f"{variable}={endpoint!r} must be a URL such as http://localhost:4318")
     env_choice("LOG_FORMAT", "text", _LOG_FORMATS)
     env_int("PORT", 0, minimum=0)
