@@ -27,7 +27,7 @@ SERVICES := first second broker
 # The Makefile's own targets are listed here; an mk/*.mk file's come in that file's order under its path's heading.
 HELP_TARGETS_local := run
 HELP_TARGETS_development := install test unit lint format typecheck lock clean help
-HELP_FILES_local := mk/bench.mk
+HELP_FILES_local := mk/bench.mk mk/knative-real.mk
 HELP_FILES_compose := mk/compose.mk
 HELP_FILES_cluster := mk/cluster.mk mk/workshop.mk
 HELP_local := Local, no Docker (Python >= 3.11; PYTHON=... chooses one):
@@ -98,6 +98,8 @@ lock: install ## Re-resolve requirements/*.in into the hashed locks
 		--generate-hashes requirements/runtime.in -o requirements/runtime.txt
 	@$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 		--generate-hashes requirements/dev.in -o requirements/dev.txt
+	@$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		--generate-hashes requirements/go.in -o requirements/go.txt
 
 clean: ## Remove .venv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
