@@ -69,9 +69,12 @@ install: $(INSTALLED) ## Everything into .venv from the hashed locks (apt-get py
 switch = $(if $(filter 1 true yes,$($(1))),$(2))
 
 # Only the runtime lock: `make run` on a fresh clone is the first thing people wait for.
-run: $(RUNTIME_INSTALLED) ## The demo on loopback, no Docker (workshop switches: BROKEN=1 EXTENSION=1 UNTRACED_HOP=1 ZERO_CODE=1)
-	@$(PY) -m tools.run_demo $(call switch,BROKEN,--broken) $(call switch,EXTENSION,--extension) \
-		$(call switch,UNTRACED_HOP,--untraced-hop) $(call switch,ZERO_CODE,--zero-code) $(RUN_FLAGS)
+# KNATIVE=real: Knative's own queue-proxy, broker and IMC dispatcher in place of our broker (mk/knative-real.mk).
+run: $(RUNTIME_INSTALLED) ## The demo on loopback, no Docker (workshop switches: BROKEN=1 EXTENSION=1 UNTRACED_HOP=1 ZERO_CODE=1 KNATIVE=real)
+	@$(if $(filter real,$(KNATIVE)),KNATIVE_BIN=$(KNATIVE_REAL_BIN)) $(PY) -m tools.run_demo \
+		$(call switch,BROKEN,--broken) $(call switch,EXTENSION,--extension) \
+		$(call switch,UNTRACED_HOP,--untraced-hop) $(call switch,ZERO_CODE,--zero-code) \
+		$(if $(filter real,$(KNATIVE)),--knative-real) $(RUN_FLAGS)
 
 test: install lint typecheck ## The whole suite: lint, types, unit, end-to-end, manifests, containers
 	@echo "==> pytest"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from tools import zero_code
+from tools import knative_real, zero_code
 from tools.hops import BROWSER_HEADERS
 from tools.otlp_receiver import Receiver
 from tools.run_report import Block, TraceReport
@@ -61,6 +61,9 @@ def _arguments() -> argparse.Namespace:
         "--untraced-hop", action="store_true", help="a hop that drops trace headers before second (port +3)"
     )
     parser.add_argument("--zero-code", action="store_true", help="run the services under opentelemetry-instrument")
+    parser.add_argument(
+        "--knative-real", action="store_true", help="Knative's real queue-proxy and broker (tools/knative_real.py)"
+    )
     return parser.parse_args()
 
 
@@ -246,6 +249,8 @@ def main() -> int:
     # Each line as it is printed, also through a pipe (make run | tee): this is a live report.
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
+    if args.knative_real:
+        return knative_real.main(once=args.once)
     try:
         demo = Demo.start(args)
     except StartFailed as failed:

@@ -1,0 +1,467 @@
+"""`make run KNATIVE=real`: first and second each behind Knative's real queue-proxy, the event through Knative's
+real broker ingress, IMC dispatcher and broker filter, no cluster (docs/knative-real.md).
+
+Each of the five "pods" gets a network namespace of its own on one bridge (the cluster network): the
+queue-proxy's admin (8022) and metrics (9090) ports are fixed, and queue-proxy reaches its app on the pod's own
+127.0.0.1, as in a Knative pod. The eventing binaries read their Broker, Trigger, InMemoryChannel and
+ConfigMaps from the fixture API (tools/kube_fixture.py) in place of a kube-apiserver and Knative's controllers.
+Every span goes to one OTLP receiver on the bridge's host address. Needs root (`ip netns`) and
+`make knative-binaries`; what is not real: no kube-apiserver, no controllers, no activator.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+import yaml
+
+from tools.hops import BROWSER_HEADERS, KNATIVE_HOPS, Hop, check
+from tools.kube_fixture import Addresses, KubeFixture, cluster_objects, observability_config
+from tools.otlp_receiver import Receiver
+from tools.spans import Span, by_trace
+from tools.stack import ROOT
+from tools.trace_tree import render
+
+BINARIES = ("queue-proxy", "broker-ingress", "broker-filter", "imc-dispatcher")
+NAMESPACE = "default"
+# The ports Knative's manifests give each container (serving's queue.go constants, eventing's deployments).
+QUEUE_PORT = 8012
+QUEUE_TLS_PORT = 8112
+USER_PORT = 8080
+EVENTING_PORT = 8080
+PODS = ("first", "second", "broker-ingress", "broker-filter", "imc-dispatcher")
+
+REAL_HOPS: tuple[Hop, ...] = tuple(hop for hop in KNATIVE_HOPS if not hop.label.startswith("activator"))
+"""KNATIVE_HOPS without the activator: with no cluster there is no activator (it needs Revisions and Endpoints
+from a real API and the cluster's networking), and a Knative route reaches a warm pod's queue-proxy directly."""
+
+
+class Unavailable(Exception):
+    """What this machine lacks for the real data plane, and the command that fixes it."""
+
+
+def bin_dir() -> Path:
+    """The binaries `make knative-binaries` built (the Makefile passes KNATIVE_BIN for the pinned versions)."""
+    configured = os.environ.get("KNATIVE_BIN")
+    if not configured:
+        raise Unavailable("KNATIVE_BIN is not set: run this through `make run KNATIVE=real`, which sets it")
+    return Path(configured)
+
+
+def preflight(binaries: Path) -> None:
+    """Fail fast, naming the fix, when the real data plane cannot run here."""
+    missing = [name for name in BINARIES if not (binaries / name).is_file()]
+    if missing:
+        raise Unavailable(f"no {', '.join(missing)} in {binaries}: build them with `make knative-binaries` first")
+    if sys.platform != "linux":
+        raise Unavailable("the real data plane runs in Linux network namespaces: use Linux (or make cluster)")
+    if os.geteuid() != 0:
+        raise Unavailable(
+            "the real data plane makes network namespaces (ip netns), which needs root: sudo make run KNATIVE=real"
+        )
+    if subprocess.run(["ip", "-V"], capture_output=True, check=False).returncode != 0:
+        raise Unavailable("no `ip` command: install iproute2 (apt-get install iproute2)")
+
+
+def _free_subnet() -> ipaddress.IPv4Network:
+    """A /24 in 10.213.0.0/16 that no interface or route here uses yet."""
+    used = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True, check=True)
+    taken = used.stdout + subprocess.run(["ip", "-4", "addr"], capture_output=True, text=True, check=True).stdout
+    for _ in range(200):
+        subnet = ipaddress.IPv4Network(f"10.213.{random.randrange(1, 255)}.0/24")  # noqa: S311 (not a secret)
+        if f"10.213.{subnet.network_address.packed[2]}." not in taken:
+            return subnet
+    raise Unavailable("no free /24 in 10.213.0.0/16 for the pods' network")
+
+
+def _ip(*args: str) -> None:
+    result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {result.stderr.strip()}")
+
+
+@dataclass
+class Network:
+    """A bridge with the host's address (.1) and one network namespace per pod (.2 on), removed by `remove`."""
+
+    tag: str
+    subnet: ipaddress.IPv4Network
+    pods: dict[str, str] = field(default_factory=dict)
+    """Pod -> its address."""
+
+    @property
+    def host(self) -> str:
+        return str(self.subnet.network_address + 1)
+
+    @property
+    def bridge(self) -> str:
+        return f"{self.tag}br"
+
+    def namespace(self, pod: str) -> str:
+        return f"{self.tag}-{pod}"
+
+    @classmethod
+    def create(cls, pods: tuple[str, ...]) -> Network:
+        network = cls(tag=f"kt{os.getpid() % 100000}", subnet=_free_subnet())
+        try:
+            _ip("link", "add", network.bridge, "type", "bridge")
+            _ip("addr", "add", f"{network.host}/24", "dev", network.bridge)
+            _ip("link", "set", network.bridge, "up")
+            for index, pod in enumerate(pods):
+                address = str(network.subnet.network_address + 2 + index)
+                namespace, veth = network.namespace(pod), f"{network.tag}v{index}"
+                _ip("netns", "add", namespace)
+                network.pods[pod] = address
+                _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", namespace)
+                _ip("link", "set", veth, "master", network.bridge, "up")
+                _ip("-n", namespace, "addr", "add", f"{address}/24", "dev", "eth0")
+                _ip("-n", namespace, "link", "set", "eth0", "up")
+                _ip("-n", namespace, "link", "set", "lo", "up")
+        except RuntimeError:
+            network.remove()
+            raise
+        return network
+
+    def remove(self) -> None:
+        """Deleting a namespace deletes its end of the veth pair, and with it the host's end."""
+        for pod in self.pods:
+            subprocess.run(["ip", "netns", "del", self.namespace(pod)], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
+
+
+@dataclass
+class Process:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _queue_proxy_env(service: str, address: str, otlp_endpoint: str) -> dict[str, str]:
+    """The environment Knative Serving gives the queue-proxy container of `service`'s first revision
+    (serving pkg/reconciler/revision/resources/queue.go, makeQueueContainer), with config/tracing's
+    config-observability for knative-serving as OBSERVABILITY_CONFIG and its endpoint the demo's receiver."""
+    tracing = observability_config(ROOT / "config", "knative-serving")["data"]
+    observability = {
+        "tracing": {
+            "protocol": tracing["tracing-protocol"],
+            "endpoint": f"{otlp_endpoint}/v1/traces",
+            "samplingRate": float(tracing["tracing-sampling-rate"]),
+        }
+    }
+    revision = f"{service}-00001"
+    return {
+        "SERVING_NAMESPACE": NAMESPACE,
+        "SERVING_SERVICE": service,
+        "SERVING_CONFIGURATION": service,
+        "SERVING_REVISION": revision,
+        "QUEUE_SERVING_PORT": str(QUEUE_PORT),
+        "QUEUE_SERVING_TLS_PORT": str(QUEUE_TLS_PORT),
+        "CONTAINER_CONCURRENCY": "0",
+        "REVISION_TIMEOUT_SECONDS": "300",
+        "REVISION_RESPONSE_START_TIMEOUT_SECONDS": "0",
+        "REVISION_IDLE_TIMEOUT_SECONDS": "0",
+        "SERVING_POD": f"{revision}-deployment-local",
+        "SERVING_POD_IP": address,
+        "SERVING_LOGGING_CONFIG": "",
+        "SERVING_LOGGING_LEVEL": "info",
+        "USER_PORT": str(USER_PORT),
+        "SYSTEM_NAMESPACE": "knative-serving",
+        # Serving's default readiness probe: a TCP connect to the user container's port.
+        "SERVING_READINESS_PROBE": json.dumps(
+            {"tcpSocket": {"port": USER_PORT, "host": "127.0.0.1"}, "successThreshold": 1}
+        ),
+        "HOST_IP": address,
+        "ENABLE_HTTP2_AUTO_DETECTION": "false",
+        "ENABLE_HTTP_FULL_DUPLEX": "false",
+        "ENABLE_MULTI_CONTAINER_PROBES": "false",
+        "OBSERVABILITY_CONFIG": json.dumps(observability),
+    }
+
+
+def _eventing_env(pod: str, container: str, kubeconfig: Path) -> dict[str, str]:
+    """The environment eventing's deployments give each container (config/brokers/mt-channel-broker/deployments,
+    config/channels/in-memory-channel/deployments), and the fixture API's kubeconfig."""
+    env = {
+        "SYSTEM_NAMESPACE": "knative-eventing",
+        "POD_NAME": f"{pod}-local",
+        "CONTAINER_NAME": container,
+        "CONFIG_LOGGING_NAME": "config-logging",
+        "CONFIG_OBSERVABILITY_NAME": "config-observability",
+        "METRICS_DOMAIN": "knative.dev/internal/eventing",
+        "INGRESS_PORT": str(EVENTING_PORT),
+        "FILTER_PORT": str(EVENTING_PORT),
+        "MAX_IDLE_CONNS": "1000",
+        "MAX_IDLE_CONNS_PER_HOST": "1000",
+        "KUBECONFIG": str(kubeconfig),
+    }
+    if pod != "imc-dispatcher":
+        # The broker's deployments set their pod's namespace; the dispatcher's does not (with NAMESPACE it would
+        # serve only namespace-scoped channels: cmd/in_memory/channel_dispatcher/main.go).
+        env["NAMESPACE"] = "knative-eventing"
+    return env
+
+
+def _listening(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class DataPlane:
+    """Everything started by `running`: where to send the request, and where its spans land."""
+
+    network: Network
+    receiver: Receiver
+    fixture: KubeFixture
+    log_dir: Path
+    processes: list[Process] = field(default_factory=list)
+
+    @property
+    def first_url(self) -> str:
+        return f"http://{self.network.pods['first']}:{QUEUE_PORT}"
+
+    def start(self, pod: str, name: str, command: list[str], env: dict[str, str]) -> Process:
+        log_path = self.log_dir / f"{name}.log"
+        out: IO[bytes] = log_path.open("wb")
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", self.network.namespace(pod), *command],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the demo, which stops these in order
+        )
+        started = Process(name, process, log_path)
+        self.processes.append(started)
+        return started
+
+    def wait(self, what: str, ready: Process, condition: object, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready.process.poll() is not None:
+                raise RuntimeError(
+                    f"{ready.name} exited ({ready.process.returncode}) before {what}:\n{ready.log()[-3000:]}"
+                )
+            if callable(condition) and condition():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"Timed out after {timeout:.0f}s waiting for: {what}\n{ready.log()[-3000:]}")
+
+    def stop(self) -> None:
+        """SIGTERM all (each binary drains for its own grace period), then SIGKILL what is left after 5 s: nothing
+        here carries requests any more, and queue-proxy alone would drain for 30 s."""
+        for started in reversed(self.processes):
+            if started.process.poll() is None:
+                started.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for started in reversed(self.processes):
+            try:
+                started.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                started.process.kill()
+                started.process.wait()
+
+
+@contextmanager
+def running(binaries: Path, log_dir: Path | None = None) -> Iterator[DataPlane]:
+    """The whole data plane, ready for a request; everything stopped and removed on exit (Ctrl-C too)."""
+    preflight(binaries)
+    log_dir = log_dir or Path(tempfile.mkdtemp(prefix="knative-real-"))
+    with ExitStack() as cleanup:
+        network = Network.create(PODS)
+        cleanup.callback(network.remove)
+        receiver = Receiver(network.host).start()
+        cleanup.callback(receiver.stop)
+        otlp = f"http://{network.host}:{receiver.port}"
+        fixture = KubeFixture(network.host).start()
+        cleanup.callback(fixture.stop)
+        pods = network.pods
+        addresses = Addresses(
+            broker_ingress=f"http://{pods['broker-ingress']}:{EVENTING_PORT}",
+            broker_filter=f"http://{pods['broker-filter']}:{EVENTING_PORT}",
+            channel=f"http://{pods['imc-dispatcher']}:{EVENTING_PORT}",
+            subscriber=f"http://{pods['second']}:{QUEUE_PORT}",
+            otlp_endpoint=f"{otlp}/v1/traces",
+        )
+        cluster_objects(fixture, ROOT / "config", addresses)
+        kubeconfig = fixture.kubeconfig(log_dir / "kubeconfig")
+        plane = DataPlane(network, receiver, fixture, log_dir)
+        cleanup.callback(plane.stop)
+
+        dispatcher = plane.start(
+            "imc-dispatcher",
+            "imc-dispatcher",
+            # One replica, no leader election: client-go writes Leases as protobuf, which the fixture API does not
+            # decode (knative.dev/pkg sharedmain's own switch; a lone replica would lead anyway).
+            [str(binaries / "imc-dispatcher"), "--disable-ha"],
+            _eventing_env("imc-dispatcher", "dispatcher", kubeconfig),
+        )
+        filter_ = plane.start(
+            "broker-filter",
+            "broker-filter",
+            [str(binaries / "broker-filter")],
+            _eventing_env("broker-filter", "filter", kubeconfig),
+        )
+        ingress = plane.start(
+            "broker-ingress",
+            "broker-ingress",
+            [str(binaries / "broker-ingress")],
+            _eventing_env("broker-ingress", "ingress", kubeconfig),
+        )
+        apps: dict[str, Process] = {}
+        proxies: dict[str, Process] = {}
+        broker = yaml.safe_load((ROOT / "config" / "broker.yaml").read_text())["metadata"]
+        for service in ("second", "first"):
+            app_env = {
+                "HOST": "127.0.0.1",
+                "PORT": str(USER_PORT),
+                "OTEL_SERVICE_NAME": service,
+                "OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
+                # What Knative Serving sets in the user container, and the SinkBinding's K_SINK for first.
+                "K_SERVICE": service,
+                "K_CONFIGURATION": service,
+                "K_REVISION": f"{service}-00001",
+                "K_SINK": f"{addresses.broker_ingress}/{broker['namespace']}/{broker['name']}",
+            }
+            apps[service] = plane.start(service, service, [sys.executable, "-m", service], app_env)
+            proxies[service] = plane.start(
+                service,
+                f"{service}-queue-proxy",
+                [str(binaries / "queue-proxy")],
+                _queue_proxy_env(service, pods[service], otlp),
+            )
+
+        for name, started, port in (
+            ("broker-ingress", ingress, EVENTING_PORT),
+            ("broker-filter", filter_, EVENTING_PORT),
+        ):
+            plane.wait(
+                f"{name} to listen on {pods[name]}:{port}", started, lambda a=pods[name], p=port: _listening(a, p)
+            )
+
+        def channel_ready() -> bool:
+            # The dispatcher writes the subscribers' status once it has set up the channel's fan-out
+            # (pkg/reconciler/inmemorychannel/dispatcher/inmemorychannel.go patchSubscriberStatus).
+            imc = fixture.store.get(
+                "apis/messaging.knative.dev/v1", "inmemorychannels", NAMESPACE, f"{broker['name']}-kne-trigger"
+            )
+            return bool(imc and imc.get("status", {}).get("subscribers"))
+
+        plane.wait("the IMC dispatcher to take on the broker's channel", dispatcher, channel_ready)
+        for service in ("second", "first"):
+            plane.wait(
+                f"{service} to answer on its pod's 127.0.0.1:{USER_PORT}",
+                apps[service],
+                lambda s=service: _app_up(plane, s),
+            )
+            plane.wait(
+                f"{service}'s queue-proxy to listen on {pods[service]}:{QUEUE_PORT}",
+                proxies[service],
+                lambda s=service: _listening(pods[s], QUEUE_PORT),
+            )
+        receiver.clear()  # start-up leaves no spans of interest
+        yield plane
+
+
+def _app_up(plane: DataPlane, service: str) -> bool:
+    """The app's /healthz, asked from inside its pod (the only place its 127.0.0.1 is)."""
+    probe = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            plane.network.namespace(service),
+            sys.executable,
+            "-c",
+            f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{USER_PORT}/healthz', timeout=1)",
+        ],
+        capture_output=True,
+        check=False,
+    )
+    return probe.returncode == 0
+
+
+def is_journey_done(spans: list[Span]) -> bool:
+    """One trace holds second's CONSUMER span and every span's parent has arrived (parents end last)."""
+    for trace in by_trace(spans).values():
+        ids = {span.span_id for span in trace}
+        consumed = any(REAL_HOPS[-1].matches(span) for span in trace)
+        if consumed and sum(1 for span in trace if span.parent_id not in ids) == 1:
+            return True
+    return False
+
+
+def request(plane: DataPlane, timeout: float = 30.0) -> list[Span]:
+    """Send the article's request to first's queue-proxy and return its trace once it has fully arrived."""
+    response = httpx.get(f"{plane.first_url}/", headers=BROWSER_HEADERS, timeout=30)
+    response.raise_for_status()
+    spans = plane.receiver.wait_for(is_journey_done, timeout)
+    # Late siblings (kncloudevents.receive ends after the server span) get a moment to arrive.
+    time.sleep(1.5)
+    traces = by_trace(plane.receiver.spans())
+    return max(traces.values(), key=len) if traces else spans
+
+
+def main(once: bool) -> int:
+    """`make run KNATIVE=real`: start everything, send one request, print its tree; then wait for Ctrl-C."""
+    try:
+        binaries = bin_dir()
+        preflight(binaries)
+    except Unavailable as unavailable:
+        print(f"error: {unavailable}", file=sys.stderr)
+        return 2
+    print("starting Knative's data plane (queue-proxy x2, broker ingress, IMC dispatcher, broker filter) ...")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        with running(binaries) as plane:
+            for pod, address in plane.network.pods.items():
+                print(f"  {pod:15} {address}  (network namespace {plane.network.namespace(pod)})")
+            print(f"  logs in {plane.log_dir}; spans at http://{plane.network.host}:{plane.receiver.port}/spans\n")
+            print(f"GET {plane.first_url}/ (first's queue-proxy, as the article's browser did)\n")
+            trace = request(plane)
+            print(render(trace))
+            problems = check(trace, REAL_HOPS)
+            print("\nhops (make verify's Knative check, activator excepted): " + ("all there" if not problems else ""))
+            for problem in problems:
+                print(f"  - {problem}", file=sys.stderr)
+            if problems:
+                return 1
+            if not once:
+                print(f"\nSend more:  curl -i {plane.first_url}/   ·  Ctrl-C stops.")
+                seen = {trace[0].trace_id}
+                while not stop.wait(1.0):
+                    for trace_id, more in by_trace(plane.receiver.spans()).items():
+                        if trace_id not in seen and is_journey_done(more):
+                            seen.add(trace_id)
+                            print("\n" + render(more))
+    except KeyboardInterrupt:
+        pass
+    except (RuntimeError, TimeoutError, httpx.HTTPError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        print("\nstopping: processes, network namespaces and the bridge removed")
+    return 0
