@@ -15,6 +15,7 @@ import ipaddress
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -75,8 +76,9 @@ def preflight(binaries: Path) -> None:
         raise Unavailable(
             "the real data plane makes network namespaces (ip netns), which needs root: sudo make run KNATIVE=real"
         )
-    if subprocess.run(["ip", "-V"], capture_output=True, check=False).returncode != 0:
-        raise Unavailable("no `ip` command: install iproute2 (apt-get install iproute2)")
+    for command, package in (("ip", "iproute2"), ("iptables", "iptables")):
+        if shutil.which(command) is None:
+            raise Unavailable(f"no `{command}` command: install it (apt-get install {package})")
 
 
 def _free_subnet() -> ipaddress.IPv4Network:
@@ -138,10 +140,34 @@ class Network:
             raise
         return network
 
+    def publish(self, services: dict[str, tuple[str, int]]) -> None:
+        """Make each Service's cluster name (host -> (pod, target port)) reach its pod from every pod, as cluster
+        DNS and kube-proxy do: the name resolves to the pod's address (`ip netns exec` puts /etc/netns/<ns>/hosts
+        in place of /etc/hosts) and port 80 there is rewritten to the target port (a DNAT rule in the pod's own
+        network namespace)."""
+        hosts = "127.0.0.1 localhost\n" + "".join(f"{self.pods[pod]} {host}\n" for host, (pod, _) in services.items())
+        for pod in self.pods:
+            folder = Path("/etc/netns") / self.namespace(pod)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "hosts").write_text(hosts)
+            for target, port in set(services.values()):
+                address = self.pods[target]
+                rule = ["-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", address, "--dport", "80"]
+                command = ["ip", "netns", "exec", self.namespace(pod), "iptables", *rule]
+                result = subprocess.run(
+                    [*command, "-j", "DNAT", "--to-destination", f"{address}:{port}"],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if result.returncode != 0:
+                    raise RuntimeError(f"iptables in {self.namespace(pod)}: {result.stderr.strip()}")
+
     def remove(self) -> None:
-        """Deleting a namespace deletes its end of the veth pair, and with it the host's end."""
+        """Deleting a namespace deletes its end of the veth pair, and with it the host's end, and its rules."""
         for pod in self.pods:
             subprocess.run(["ip", "netns", "del", self.namespace(pod)], capture_output=True, check=False)
+            shutil.rmtree(Path("/etc/netns") / self.namespace(pod), ignore_errors=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
 
 
@@ -298,11 +324,25 @@ def running(binaries: Path, log_dir: Path | None = None) -> Iterator[DataPlane]:
         fixture = KubeFixture(network.host).start()
         cleanup.callback(fixture.stop)
         pods = network.pods
+        broker = yaml.safe_load((ROOT / "config" / "broker.yaml").read_text())["metadata"]
+        # The Services' cluster names, as Knative's controllers write them into the objects' statuses.
+        services = {
+            "broker-ingress.knative-eventing.svc.cluster.local": ("broker-ingress", EVENTING_PORT),
+            "broker-filter.knative-eventing.svc.cluster.local": ("broker-filter", EVENTING_PORT),
+            f"{broker['name']}-kne-trigger-kn-channel.{broker['namespace']}.svc.cluster.local": (
+                "imc-dispatcher",
+                EVENTING_PORT,
+            ),
+            f"second.{NAMESPACE}.svc.cluster.local": ("second", QUEUE_PORT),
+            f"first.{NAMESPACE}.svc.cluster.local": ("first", QUEUE_PORT),
+        }
+        network.publish(services)
+        ingress_host, filter_host, channel_host, second_host, _ = services
         addresses = Addresses(
-            broker_ingress=f"http://{pods['broker-ingress']}:{EVENTING_PORT}",
-            broker_filter=f"http://{pods['broker-filter']}:{EVENTING_PORT}",
-            channel=f"http://{pods['imc-dispatcher']}:{EVENTING_PORT}",
-            subscriber=f"http://{pods['second']}:{QUEUE_PORT}",
+            broker_ingress=f"http://{ingress_host}",
+            broker_filter=f"http://{filter_host}",
+            channel=f"http://{channel_host}",
+            subscriber=f"http://{second_host}",
             otlp_endpoint=f"{otlp}/v1/traces",
         )
         cluster_objects(fixture, ROOT / "config", addresses)
@@ -332,7 +372,6 @@ def running(binaries: Path, log_dir: Path | None = None) -> Iterator[DataPlane]:
         )
         apps: dict[str, Process] = {}
         proxies: dict[str, Process] = {}
-        broker = yaml.safe_load((ROOT / "config" / "broker.yaml").read_text())["metadata"]
         for service in ("second", "first"):
             app_env = {
                 "HOST": "127.0.0.1",

@@ -531,9 +531,9 @@ def cluster_objects(fixture: KubeFixture, config_dir: Path, addresses: Addresses
         "spec": {"subscribers": [{"uid": subscriber_uid, "generation": 1, "subscriberUri": filter_uri}]},
         "status": {
             # pkg/reconciler/inmemorychannel/controller/inmemorychannel.go ReconcileKind: ObservedGeneration
-            # (IsReady compares it), the conditions of imcCondSet, and the address the dispatcher is found at
-            # (SetAddress: http://<name>-kn-channel.<ns>.svc.cluster.local; here the dispatcher's own address,
-            # by whose host the dispatcher's multichannelfanout handler picks the channel).
+            # (IsReady compares it), the conditions of imcCondSet, and :266 the address of the channel's
+            # Service, http://<name>-kn-channel.<ns>.svc.cluster.local (pkg/channel/references.go), by whose
+            # host the dispatcher's multichannelfanout handler picks the channel.
             "observedGeneration": 1,
             "conditions": _ready(
                 "Ready",
@@ -564,10 +564,10 @@ def cluster_objects(fixture: KubeFixture, config_dir: Path, addresses: Addresses
             "EventPoliciesReady",
             "DeadLetterSinkResolved",
         ),
-        # pkg/reconciler/broker/broker.go SetAddress: the ingress's URL with /<namespace>/<broker>.
+        # pkg/reconciler/broker/broker.go:542: the ingress Service's URL, with /<namespace>/<broker>.
         "address": {"url": f"{addresses.broker_ingress}/{namespace}/{broker_name}"},
         "annotations": {
-            # pkg/reconciler/broker/broker.go reconcileKind: the trigger channel's address, under
+            # pkg/reconciler/broker/broker.go:171: the trigger channel's address, under
             # eventing.BrokerChannelAddressStatusAnnotationKey, where the ingress sends every event.
             "knative.dev/channelAddress": addresses.channel,
         },
