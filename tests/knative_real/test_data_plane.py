@@ -1,0 +1,283 @@
+"""One request through Knative's real data plane (tools/knative_real.py): first and second behind real
+queue-proxies, the event through the real broker ingress, IMC dispatcher and broker filter, built from the
+pinned tags. Its trace is checked hop by hop, against tests/fixtures/knative/otel-spans-1.22.json and against
+`make verify`'s Knative hop check (the activator excepted: there is none without a cluster).
+
+Needs root (network namespaces) and the binaries. Under CI=true the binaries are built here if they are not
+cached yet (`make knative-binaries`, from KNATIVE_SRC as .ci/run sets it) and a missing prerequisite fails;
+elsewhere the tests skip, saying why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tools import knative_real
+from tools.hops import KNATIVE_HOPS, OTELHTTP_SCOPE, check
+from tools.spans import Span
+from tools.stack import ROOT
+
+pytestmark = pytest.mark.timeout(1200)  # under CI the first test builds the binaries (about 3 min on 2 cores)
+
+CI = os.environ.get("CI") == "true"
+FIXTURE = ROOT / "tests" / "fixtures" / "knative" / "otel-spans-1.22.json"
+QUEUE_SCOPE = "knative.dev/serving/pkg/queue"
+KNCLOUDEVENTS_SCOPE = "knative.dev/eventing/pkg/kncloudevents"
+FILTER_PATH = r"/triggers/default/first-to-second/[0-9a-f-]{36}"
+
+
+def _make_variable(name: str) -> str:
+    """A variable as the Makefile resolves it (the pinned versions decide where the binaries are)."""
+    done = subprocess.run(
+        ["make", "-s", "--no-print-directory", "--eval", f"print-variable: ; @echo $({name})", "print-variable"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def _unavailable(reason: str) -> None:
+    if CI:
+        pytest.fail(f"{reason} (CI=true: the real data plane must run)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def binaries() -> Path:
+    path = Path(_make_variable("KNATIVE_REAL_BIN"))
+    if CI and not all((path / name).is_file() for name in knative_real.BINARIES):
+        subprocess.run(["make", "--no-print-directory", "knative-binaries"], cwd=ROOT, check=True)
+    try:
+        knative_real.preflight(path)
+    except knative_real.Unavailable as unavailable:
+        _unavailable(str(unavailable))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trace(binaries: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Span]]:
+    """One request's trace, whole (every span's parent arrived, the late kncloudevents.receive spans too)."""
+    with knative_real.running(binaries, tmp_path_factory.mktemp("knative-real")) as plane:
+        yield knative_real.request(plane)
+
+
+@dataclass(frozen=True)
+class Expected:
+    label: str
+    service: str
+    name: str
+    kind: str
+    scope: str | None
+    """None: a span of the workload's own (Python) instrumentation, whatever its scope."""
+    parent: str | None
+
+
+# The request's path as it ran, span by span, each under the one named as its parent. Every Knative span is
+# in tests/fixtures/knative/otel-spans-1.22.json (test_the_knative_fixture_holds_what_ran checks both ways).
+EXPECTED = (
+    Expected("first's queue", "first", r"queue", "SERVER", OTELHTTP_SCOPE, None),
+    Expected("first's proxy", "first", r"kn\.queueproxy\.proxy", "INTERNAL", QUEUE_SCOPE, "first's queue"),
+    Expected("to first", "first", r"HTTP GET", "CLIENT", OTELHTTP_SCOPE, "first's proxy"),
+    Expected("first", "first", r"GET /", "SERVER", None, "to first"),
+    Expected("send", "first", r"send dev\.knative\.tracing\.hello", "PRODUCER", None, "first"),
+    Expected("first's POST", "first", r"POST", "CLIENT", None, "send"),
+    # The broker's two server spans side by side, both children of the caller's CLIENT span.
+    Expected("ingress receive", "broker.ingress", r"kncloudevents\.receive", "SERVER", OTELHTTP_SCOPE, "first's POST"),
+    Expected("ingress", "broker.ingress", r"POST /default/default", "SERVER", OTELHTTP_SCOPE, "first's POST"),
+    Expected(
+        "broker", "broker.ingress", r"broker:default\.default", "INTERNAL", "knative.dev/pkg/broker/ingress", "ingress"
+    ),
+    Expected(
+        "ingress send",
+        "broker.ingress",
+        r"send http://default-kne-trigger-kn-channel\.default\.svc\.cluster\.local",
+        "INTERNAL",
+        KNCLOUDEVENTS_SCOPE,
+        "broker",
+    ),
+    Expected("ingress POST", "broker.ingress", r"POST /", "CLIENT", OTELHTTP_SCOPE, "ingress send"),
+    # The dispatcher has one handler: its kncloudevents.receive is its only server span.
+    Expected(
+        "dispatcher receive",
+        "inmemorychannel-dispatcher",
+        r"kncloudevents\.receive",
+        "SERVER",
+        OTELHTTP_SCOPE,
+        "ingress POST",
+    ),
+    Expected(
+        "dispatcher send",
+        "inmemorychannel-dispatcher",
+        rf"send http://broker-filter\.knative-eventing\.svc\.cluster\.local{FILTER_PATH}",
+        "INTERNAL",
+        KNCLOUDEVENTS_SCOPE,
+        "dispatcher receive",
+    ),
+    Expected(
+        "dispatcher POST",
+        "inmemorychannel-dispatcher",
+        rf"POST {FILTER_PATH}",
+        "CLIENT",
+        OTELHTTP_SCOPE,
+        "dispatcher send",
+    ),
+    Expected("filter receive", "broker.filter", r"kncloudevents\.receive", "SERVER", OTELHTTP_SCOPE, "dispatcher POST"),
+    Expected("filter", "broker.filter", rf"POST {FILTER_PATH}", "SERVER", OTELHTTP_SCOPE, "dispatcher POST"),
+    Expected(
+        "trigger",
+        "broker.filter",
+        r"trigger:first-to-second\.default",
+        "INTERNAL",
+        "knative.dev/pkg/broker/filter",
+        "filter",
+    ),
+    Expected(
+        "filter send",
+        "broker.filter",
+        r"send http://second\.default\.svc\.cluster\.local",
+        "INTERNAL",
+        KNCLOUDEVENTS_SCOPE,
+        "trigger",
+    ),
+    Expected("filter POST", "broker.filter", r"POST /", "CLIENT", OTELHTTP_SCOPE, "filter send"),
+    Expected("second's queue", "second", r"queue", "SERVER", OTELHTTP_SCOPE, "filter POST"),
+    Expected("second's proxy", "second", r"kn\.queueproxy\.proxy", "INTERNAL", QUEUE_SCOPE, "second's queue"),
+    Expected("to second", "second", r"HTTP POST", "CLIENT", OTELHTTP_SCOPE, "second's proxy"),
+    Expected("second", "second", r"POST /", "SERVER", None, "to second"),
+    Expected("process", "second", r"process dev\.knative\.tracing\.hello", "CONSUMER", None, "second"),
+)
+KNATIVE_SCOPES = {
+    OTELHTTP_SCOPE,
+    QUEUE_SCOPE,
+    KNCLOUDEVENTS_SCOPE,
+    "knative.dev/pkg/broker/ingress",
+    "knative.dev/pkg/broker/filter",
+}
+
+
+def _scope(span: Span) -> str:
+    return str(span.attributes.get("otel.scope.name", ""))
+
+
+def _placed(trace: list[Span]) -> dict[str, Span]:
+    """Each expected span's match: the one of its service, name, kind and scope under the expected parent."""
+    placed: dict[str, Span] = {}
+    for expected in EXPECTED:
+        candidates = [
+            span
+            for span in trace
+            if span.service == expected.service
+            and re.fullmatch(expected.name, span.name)
+            and span.kind == expected.kind
+            and (_scope(span) == expected.scope if expected.scope else _scope(span) not in KNATIVE_SCOPES)
+            and span.span_id not in {s.span_id for s in placed.values()}
+            and (span.parent_id == placed[expected.parent].span_id if expected.parent else True)
+        ]
+        assert candidates, f"no span for {expected} in:\n" + "\n".join(
+            f"  {s.service}: {s.name} {s.kind} {_scope(s)} parent={s.parent_id}" for s in trace
+        )
+        placed[expected.label] = candidates[0]
+    return placed
+
+
+def test_the_trace_is_one_and_holds_each_hop_in_order(trace: list[Span]) -> None:
+    assert len({span.trace_id for span in trace}) == 1
+    placed = _placed(trace)
+    unexpected = [f"{s.service}: {s.name} ({s.kind})" for s in trace if s not in placed.values()]
+    assert not unexpected, f"spans the path does not expect: {unexpected}"
+    # The browser sent no traceparent: first's queue-proxy starts the trace, as the activator would in a cluster.
+    assert placed["first's queue"].parent_id is None
+
+
+def test_make_verifys_knative_check_passes_activator_excepted(trace: list[Span]) -> None:
+    activator = [hop for hop in KNATIVE_HOPS if hop not in knative_real.REAL_HOPS]
+    assert activator and all("activator" in hop.label for hop in activator)
+    assert check(trace, knative_real.REAL_HOPS) == []
+    # And the full check names only the activator as missing.
+    problems = check(trace, KNATIVE_HOPS)
+    assert problems and all("activator" in problem for problem in problems), problems
+
+
+def test_each_queue_proxy_proxies_to_its_pods_own_app(trace: list[Span]) -> None:
+    """As in a Knative pod: queue-proxy (service.name = the Knative Service) takes the request on its serving port
+    and passes it to the app on the pod's own 127.0.0.1:USER_PORT, whose span is that CLIENT span's child."""
+    placed = _placed(trace)
+    for service, method in (("first", "GET"), ("second", "POST")):
+        queue, to_app = placed[f"{service}'s queue"], placed[f"to {service}"]
+        assert (queue.attributes["http.request.method"], queue.attributes["url.path"]) == (method, "/")
+        assert to_app.attributes["url.full"] == f"http://127.0.0.1:{knative_real.USER_PORT}/"
+        assert placed[service].parent_id == to_app.span_id
+
+
+def test_the_knative_fixture_holds_what_ran(trace: list[Span]) -> None:
+    """Each Knative span that ran is one tests/fixtures/knative/otel-spans-1.22.json lists for its component, and
+    each span the fixture lists (but the activator's) ran."""
+    components = [c for c in json.loads(FIXTURE.read_text())["components"] if c["component"] != "activator"]
+    knative = [span for span in trace if _scope(span) in KNATIVE_SCOPES]
+
+    def listed(span: Span, entry: dict[str, str]) -> bool:
+        return (
+            bool(re.search(entry["name"], span.name)) and span.kind == entry["kind"] and _scope(span) == entry["scope"]
+        )
+
+    for span in knative:
+        owners = [c for c in components if re.search(c["service.name"], span.service)]
+        assert any(listed(span, entry) for c in owners for entry in c["spans"]), (
+            f"{span.service}: {span.name} ({span.kind}, {_scope(span)}) ran but is not in {FIXTURE.name}"
+        )
+    for component in components:
+        for entry in component["spans"]:
+            ran = [s for s in knative if re.search(component["service.name"], s.service) and listed(s, entry)]
+            assert ran, (
+                f"{FIXTURE.name} lists {component['component']}'s {entry['name']} ({entry['kind']}), which did not run"
+            )
+
+
+def test_make_run_knative_real_prints_the_tree(binaries: Path) -> None:
+    """What a user types: the tree, each component's spans in it, and the hop check's verdict."""
+    done = subprocess.run(
+        ["make", "--no-print-directory", "run", "KNATIVE=real", "RUN_FLAGS=--once"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for line in (
+        "broker.ingress: broker:default.default",
+        "inmemorychannel-dispatcher: kncloudevents.receive",
+        "broker.filter: trigger:first-to-second.default",
+        "second: process dev.knative.tracing.hello",
+    ):
+        assert line in done.stdout, done.stdout
+    assert "activator excepted): all there" in done.stdout
+    # Its network namespaces (kt<pid>-<pod>, as printed) are gone with it.
+    named = re.search(r"network namespace (kt\d+)-", done.stdout)
+    assert named, done.stdout
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert f"{named[1]}-" not in left, left
+    assert not list(Path("/etc/netns").glob(f"{named[1]}-*")), "its hosts files are left in /etc/netns"
+
+
+def test_without_the_binaries_make_run_names_the_fix() -> None:
+    done = subprocess.run(
+        ["make", "--no-print-directory", "run", "KNATIVE=real", "KNATIVE_SERVING_VERSION=0.0.0", "RUN_FLAGS=--once"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "make knative-binaries" in done.stderr, done.stderr
