@@ -23,9 +23,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -47,6 +48,8 @@ QUEUE_TLS_PORT = 8112
 USER_PORT = 8080
 EVENTING_PORT = 8080
 PODS = ("first", "second", "broker-ingress", "broker-filter", "imc-dispatcher")
+EVENTING_SERVICES = {"broker.ingress", "broker.filter", "inmemorychannel-dispatcher"}
+"""The eventing binaries' service.name (eventing cmd/*/main.go otel.SetupObservabilityOrDie, sharedmain)."""
 
 REAL_HOPS: tuple[Hop, ...] = tuple(hop for hop in KNATIVE_HOPS if not hop.label.startswith("activator"))
 """KNATIVE_HOPS without the activator: with no cluster there is no activator (it needs Revisions and Endpoints
@@ -283,17 +286,21 @@ class DataPlane:
         self.processes.append(started)
         return started
 
-    def wait(self, what: str, ready: Process, condition: object, timeout: float = 60.0) -> None:
+    def wait(self, what: str, watched: list[Process], condition: Callable[[], bool], timeout: float = 60.0) -> None:
+        """Until `condition` holds; fail with the logs of `watched` if one of them exits first or time runs out."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if ready.process.poll() is not None:
+            exited = [p for p in watched if p.process.poll() is not None]
+            if exited:
+                gone = exited[0]
                 raise RuntimeError(
-                    f"{ready.name} exited ({ready.process.returncode}) before {what}:\n{ready.log()[-3000:]}"
+                    f"{gone.name} exited ({gone.process.returncode}) before {what}:\n{gone.log()[-3000:]}"
                 )
-            if callable(condition) and condition():
+            if condition():
                 return
             time.sleep(0.1)
-        raise RuntimeError(f"Timed out after {timeout:.0f}s waiting for: {what}\n{ready.log()[-3000:]}")
+        logs = "\n".join(f"--- {p.name} ({p.log_path}):\n{p.log()[-2000:]}" for p in watched)
+        raise RuntimeError(f"Timed out after {timeout:.0f}s waiting for: {what}\n{logs}")
 
     def stop(self) -> None:
         """SIGTERM all (each binary drains for its own grace period), then SIGKILL what is left after 5 s: nothing
@@ -392,12 +399,10 @@ def running(binaries: Path, log_dir: Path | None = None) -> Iterator[DataPlane]:
                 _queue_proxy_env(service, pods[service], otlp),
             )
 
-        for name, started, port in (
-            ("broker-ingress", ingress, EVENTING_PORT),
-            ("broker-filter", filter_, EVENTING_PORT),
-        ):
+        for name, started in (("broker-ingress", ingress), ("broker-filter", filter_)):
+            where = pods[name]
             plane.wait(
-                f"{name} to listen on {pods[name]}:{port}", started, lambda a=pods[name], p=port: _listening(a, p)
+                f"{name} to listen on {where}:{EVENTING_PORT}", [started], partial(_listening, where, EVENTING_PORT)
             )
 
         def channel_ready() -> bool:
@@ -408,46 +413,39 @@ def running(binaries: Path, log_dir: Path | None = None) -> Iterator[DataPlane]:
             )
             return bool(imc and imc.get("status", {}).get("subscribers"))
 
-        plane.wait("the IMC dispatcher to take on the broker's channel", dispatcher, channel_ready)
+        plane.wait("the IMC dispatcher to take on the broker's channel", [dispatcher], channel_ready)
         for service in ("second", "first"):
             plane.wait(
-                f"{service} to answer on its pod's 127.0.0.1:{USER_PORT}",
-                apps[service],
-                lambda s=service: _app_up(plane, s),
-            )
-            plane.wait(
-                f"{service}'s queue-proxy to listen on {pods[service]}:{QUEUE_PORT}",
-                proxies[service],
-                lambda s=service: _listening(pods[s], QUEUE_PORT),
+                f"{service}'s queue-proxy to report {service} ready (on its pod's 127.0.0.1:{USER_PORT})",
+                [apps[service], proxies[service]],
+                partial(_ready, pods[service]),
             )
         receiver.clear()  # start-up leaves no spans of interest
         yield plane
 
 
-def _app_up(plane: DataPlane, service: str) -> bool:
-    """The app's /healthz, asked from inside its pod (the only place its 127.0.0.1 is)."""
-    probe = subprocess.run(
-        [
-            "ip",
-            "netns",
-            "exec",
-            plane.network.namespace(service),
-            sys.executable,
-            "-c",
-            f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{USER_PORT}/healthz', timeout=1)",
-        ],
-        capture_output=True,
-        check=False,
-    )
-    return probe.returncode == 0
+def _ready(address: str) -> bool:
+    """The kubelet's readiness probe of a revision pod, as Serving declares it on the queue-proxy container:
+    queue-proxy answers it, untraced, with 200 once the app's port takes connections (serving
+    pkg/queue/health/handler.go ProbeHandler, reached through the drainer for a kube-probe/ user agent)."""
+    headers = {"K-Network-Probe": "queue", "User-Agent": "kube-probe/1.35"}
+    try:
+        probe = httpx.get(f"http://{address}:{QUEUE_PORT}/", headers=headers, timeout=1)
+    except httpx.HTTPError:
+        return False
+    return probe.status_code == 200
 
 
 def is_journey_done(spans: list[Span]) -> bool:
-    """One trace holds second's CONSUMER span and every span's parent has arrived (parents end last)."""
+    """One trace holds second's CONSUMER span, every span's parent has arrived (parents end last), and each
+    eventing component's outermost span, kncloudevents.receive, which ends after the component's other spans and
+    hangs beside them, not above them."""
     for trace in by_trace(spans).values():
         ids = {span.span_id for span in trace}
         consumed = any(REAL_HOPS[-1].matches(span) for span in trace)
-        if consumed and sum(1 for span in trace if span.parent_id not in ids) == 1:
+        components = {span.service for span in trace if span.service in EVENTING_SERVICES}
+        received = {span.service for span in trace if span.name == "kncloudevents.receive"}
+        if consumed and sum(1 for span in trace if span.parent_id not in ids) == 1 and components <= received:
             return True
     return False
 
@@ -457,10 +455,12 @@ def request(plane: DataPlane, timeout: float = 30.0) -> list[Span]:
     response = httpx.get(f"{plane.first_url}/", headers=BROWSER_HEADERS, timeout=30)
     response.raise_for_status()
     spans = plane.receiver.wait_for(is_journey_done, timeout)
-    # Late siblings (kncloudevents.receive ends after the server span) get a moment to arrive.
-    time.sleep(1.5)
-    traces = by_trace(plane.receiver.spans())
-    return max(traces.values(), key=len) if traces else spans
+    done = [trace for trace in by_trace(spans).values() if is_journey_done(trace)]
+    if not done:
+        raise TimeoutError(
+            f"Timed out after {timeout:.0f}s waiting for: the request's whole trace (logs in {plane.log_dir})"
+        )
+    return done[0]
 
 
 def main(once: bool) -> int:
