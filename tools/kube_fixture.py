@@ -481,8 +481,8 @@ def cluster_objects(fixture: KubeFixture, config_dir: Path, addresses: Addresses
     trigger_uid = trigger["metadata"]["uid"]
     trigger["status"] = {
         "observedGeneration": 1,
-        # pkg/reconciler/broker/trigger/trigger.go (ReconcileKind: MarkBrokerReady, PropagateSubscriptionCondition,
-        # MarkDependencySucceeded, MarkSubscriberResolvedSucceeded, ...): all of triggerCondSet True.
+        # pkg/reconciler/broker/trigger/trigger.go ReconcileKind (:89): every condition of triggerCondSet
+        # (pkg/apis/eventing/v1/trigger_lifecycle.go:29) True once the Broker, Subscription and subscriber are.
         "conditions": _ready(
             "Ready",
             "BrokerReady",
@@ -492,19 +492,19 @@ def cluster_objects(fixture: KubeFixture, config_dir: Path, addresses: Addresses
             "DeadLetterSinkResolved",
             "OIDCIdentityCreated",
         ),
-        # pkg/reconciler/broker/trigger/trigger.go resolveSubscriberURI: the subscriber ref (Service second)
-        # resolved to its address; here second's queue-proxy, as second's Route would reach it.
+        # pkg/reconciler/broker/trigger/trigger.go:148 (ReconcileKind): the subscriber ref (Service second)
+        # resolved to its address, http://second.default.svc.cluster.local.
         "subscriberUri": addresses.subscriber,
         # The dead-letter sink (config/dead-letter.yaml's Service) is not started on this path, so no
         # deadLetterSinkUri: the filter then retries and gives up, as it would with the sink unresolved.
     }
     fixture.add("apis/eventing.knative.dev/v1", "triggers", trigger)
 
-    # The InMemoryChannel the MT channel-based broker creates for the Broker:
-    # pkg/reconciler/broker/resources/channel.go (NewChannel: name <broker>-kne-trigger, owned by the Broker),
-    # its one subscriber added by the Trigger's Subscription (pkg/reconciler/subscription/subscription.go
-    # syncPhysicalChannel: the filter's /triggers/<ns>/<trigger>/<uid> path, from
-    # pkg/reconciler/broker/trigger/trigger.go and pkg/broker/filter path.go).
+    # The InMemoryChannel the MT channel-based broker creates for the Broker: pkg/reconciler/broker/broker.go:130
+    # (named by pkg/reconciler/broker/resources/channel.go:25, <broker>-kne-trigger, owned by the Broker). Its
+    # one subscriber is the Trigger's Subscription (pkg/reconciler/subscription/subscription.go:527
+    # updateChannelAddSubscriptionSpec), whose subscriber is the filter's /triggers/<ns>/<trigger>/<uid>
+    # (pkg/reconciler/broker/trigger/trigger.go:224, path.Generate).
     channel_name = f"{broker_name}-kne-trigger"
     filter_uri = f"{addresses.broker_filter}/triggers/{namespace}/{trigger_name}/{trigger_uid}"
     subscriber_uid = str(uuid.uuid4())
@@ -523,18 +523,20 @@ def cluster_objects(fixture: KubeFixture, config_dir: Path, addresses: Addresses
                     "controller": True,
                 }
             ],
+            # pkg/reconciler/broker/broker.go:519 TriggerChannelLabels.
             "labels": {"eventing.knative.dev/broker": broker_name, "eventing.knative.dev/brokerEverything": "true"},
-            # pkg/reconciler/broker/broker.go ReconcileKind (channelAnnotations): the IMC dispatcher serves only
+            # pkg/reconciler/broker/broker.go:117 (channelAnnotations): the IMC dispatcher serves only
             # cluster-scoped channels unless it runs namespaced.
             "annotations": {"eventing.knative.dev/scope": "cluster"},
         },
         "spec": {"subscribers": [{"uid": subscriber_uid, "generation": 1, "subscriberUri": filter_uri}]},
         "status": {
             # pkg/reconciler/inmemorychannel/controller/inmemorychannel.go ReconcileKind: ObservedGeneration
-            # (IsReady compares it), the conditions of imcCondSet, and :266 the address of the channel's
-            # Service, http://<name>-kn-channel.<ns>.svc.cluster.local (pkg/channel/references.go), by whose
-            # host the dispatcher's multichannelfanout handler picks the channel.
+            # (IsReady, in_memory_channel_lifecycle.go:96, compares it) and, :262 httpAddress, the address of
+            # the channel's Service, http://<name>-kn-channel.<ns>.svc.cluster.local (pkg/channel/references.go:26),
+            # by whose host the dispatcher's multichannelfanout handler picks the channel.
             "observedGeneration": 1,
+            # Every condition of imcCondSet (pkg/apis/messaging/v1/in_memory_channel_lifecycle.go:30) True.
             "conditions": _ready(
                 "Ready",
                 "Addressable",
@@ -542,6 +544,7 @@ def cluster_objects(fixture: KubeFixture, config_dir: Path, addresses: Addresses
                 "DispatcherReady",
                 "EndpointsReady",
                 "ServiceReady",
+                "DeadLetterSinkResolved",
                 "EventPoliciesReady",
             ),
             "address": {"url": addresses.channel},
@@ -553,8 +556,8 @@ def cluster_objects(fixture: KubeFixture, config_dir: Path, addresses: Addresses
     # The Broker as config/broker.yaml declares it.
     broker["status"] = {
         "observedGeneration": 1,
-        # pkg/reconciler/broker/broker.go ReconcileKind: PropagateTriggerChannelReadiness, PropagateIngress/
-        # FilterAvailability, SetAddress, MarkDeadLetterSinkNotConfigured, ... : brokerCondSet True.
+        # pkg/reconciler/broker/broker.go ReconcileKind (:101): every condition of brokerCondSet
+        # (pkg/apis/eventing/v1/broker_lifecycle.go:38) True once its channel, ingress and filter are.
         "conditions": _ready(
             "Ready",
             "Addressable",
@@ -564,10 +567,10 @@ def cluster_objects(fixture: KubeFixture, config_dir: Path, addresses: Addresses
             "EventPoliciesReady",
             "DeadLetterSinkResolved",
         ),
-        # pkg/reconciler/broker/broker.go:542: the ingress Service's URL, with /<namespace>/<broker>.
+        # pkg/reconciler/broker/broker.go:542 (httpAddress): the ingress Service's URL, /<namespace>/<broker>.
         "address": {"url": f"{addresses.broker_ingress}/{namespace}/{broker_name}"},
         "annotations": {
-            # pkg/reconciler/broker/broker.go:171: the trigger channel's address, under
+            # pkg/reconciler/broker/broker.go:171 (ReconcileKind): the trigger channel's address, under
             # eventing.BrokerChannelAddressStatusAnnotationKey, where the ingress sends every event.
             "knative.dev/channelAddress": addresses.channel,
         },
