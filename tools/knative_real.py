@@ -70,9 +70,6 @@ def bin_dir() -> Path:
 
 def preflight(binaries: Path) -> None:
     """Fail fast, naming the fix, when the real data plane cannot run here."""
-    missing = [name for name in BINARIES if not (binaries / name).is_file()]
-    if missing:
-        raise Unavailable(f"no {', '.join(missing)} in {binaries}: build them with `make knative-binaries` first")
     if sys.platform != "linux":
         raise Unavailable("the real data plane runs in Linux network namespaces: use Linux (or make cluster)")
     if os.geteuid() != 0:
@@ -82,6 +79,9 @@ def preflight(binaries: Path) -> None:
     for command, package in (("ip", "iproute2"), ("iptables", "iptables")):
         if shutil.which(command) is None:
             raise Unavailable(f"no `{command}` command: install it (apt-get install {package})")
+    missing = [name for name in BINARIES if not (binaries / name).is_file()]
+    if missing:
+        raise Unavailable(f"no {', '.join(missing)} in {binaries}: build them with `make knative-binaries` first")
 
 
 def _free_subnet() -> ipaddress.IPv4Network:
