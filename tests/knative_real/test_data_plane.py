@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tools import knative_real
@@ -243,31 +246,80 @@ def test_the_knative_fixture_holds_what_ran(trace: list[Span]) -> None:
             )
 
 
-def test_make_run_knative_real_prints_the_tree(binaries: Path) -> None:
-    """What a user types: the tree, each component's spans in it, and the hop check's verdict."""
-    done = subprocess.run(
-        ["make", "--no-print-directory", "run", "KNATIVE=real", "RUN_FLAGS=--once"],
+def test_make_run_knative_real_prints_each_tree_and_cleans_up_on_ctrl_c(binaries: Path) -> None:
+    """What a user types: the first request's tree and the hop check's verdict, a tree for a later request, and
+    on Ctrl-C (SIGINT to the foreground job, as a terminal sends it) no process, namespace or hosts file left."""
+    process = subprocess.Popen(
+        ["make", "--no-print-directory", "run", "KNATIVE=real"],
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=180,
-        check=False,
+        start_new_session=True,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    for line in (
-        "broker.ingress: broker:default.default",
-        "inmemorychannel-dispatcher: kncloudevents.receive",
-        "broker.filter: trigger:first-to-second.default",
-        "second: process dev.knative.tracing.hello",
-    ):
-        assert line in done.stdout, done.stdout
-    assert "activator excepted): all there" in done.stdout
-    # Its network namespaces (kt<pid>-<pod>, as printed) are gone with it.
-    named = re.search(r"network namespace (kt\d+)-", done.stdout)
-    assert named, done.stdout
+    output = Output(process)
+    try:
+        text = output.until("Send more:", 120)
+        for line in (
+            "broker.ingress: broker:default.default",
+            "inmemorychannel-dispatcher: kncloudevents.receive",
+            "broker.filter: trigger:first-to-second.default",
+            "second: process dev.knative.tracing.hello",
+            "activator excepted): all there",
+        ):
+            assert line in text, text
+        first = re.search(r"curl -i (http://\S+)", text)
+        assert first, text
+        assert httpx.get(first[1], timeout=30).status_code == 200
+        output.until("second: process dev.knative.tracing.hello", 60)
+        tag = re.search(r"network namespace (kt\d+)-", text)
+        assert tag, text
+        pids = {
+            pid
+            for pod in knative_real.PODS
+            for pid in subprocess.run(
+                ["ip", "netns", "pids", f"{tag[1]}-{pod}"], capture_output=True, text=True, check=True
+            ).stdout.split()
+        }
+        assert len(pids) >= len(knative_real.PODS) + 2, pids  # five binaries, first and second
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+    text = output.text + rest
+    # make got the SIGINT too, as from a terminal, and dies of it once the demo has stopped.
+    assert process.returncode in (0, -signal.SIGINT), text
+    assert "stopping: processes, network namespaces and the bridge removed" in text
+    assert text.count("(24 spans,") == 2, text
+    assert "Traceback" not in text
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    assert f"{named[1]}-" not in left, left
-    assert not list(Path("/etc/netns").glob(f"{named[1]}-*")), "its hosts files are left in /etc/netns"
+    assert f"{tag[1]}-" not in left, left
+    assert not list(Path("/etc/netns").glob(f"{tag[1]}-*")), "its hosts files are left in /etc/netns"
+    running = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+    assert not running, f"processes of the run still running: {running}"
+
+
+class Output:
+    """The demo's output, read line by line as it comes."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        self._stdout = process.stdout
+        self.lines: list[str] = []
+
+    def until(self, text: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self._stdout.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            if text in line:
+                return self.text
+        raise AssertionError(f"Timed out after {timeout:.0f}s waiting for: {text!r} in:\n{self.text}")
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
 
 
 def test_without_the_binaries_make_run_names_the_fix(tmp_path: Path) -> None:
