@@ -250,7 +250,7 @@ def main() -> int:
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
     if args.knative_real:
-        return knative_real.main(once=args.once)
+        return knative_real.main(once=args.once, switches=_switches(args))
     try:
         demo = Demo.start(args)
     except StartFailed as failed:

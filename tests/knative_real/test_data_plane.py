@@ -335,3 +335,16 @@ def test_without_the_binaries_make_run_names_the_fix(tmp_path: Path) -> None:
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"in {tmp_path}/knative-tracing/" in done.stderr and "make knative-binaries" in done.stderr, done.stderr
+
+
+def test_another_workshop_switch_is_refused_by_name() -> None:
+    done = subprocess.run(
+        ["make", "--no-print-directory", "run", "KNATIVE=real", "BROKEN=1", "RUN_FLAGS=--once"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "drop the other switches (first: PROPAGATE_CONTEXT=false" in done.stderr, done.stderr
