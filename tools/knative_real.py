@@ -490,7 +490,10 @@ def main(once: bool, switches: list[str]) -> int:
             trace = request(plane)
             print(render(trace))
             problems = check(trace, REAL_HOPS)
-            print("\nhops (make verify's Knative check, activator excepted): " + ("all there" if not problems else ""))
+            print(
+                "\nhops (make verify's Knative check, activator excepted): "
+                + ("all there" if not problems else "FAILED")
+            )
             for problem in problems:
                 print(f"  - {problem}", file=sys.stderr)
             if problems:
