@@ -25,6 +25,7 @@ import pytest
 
 from tools import knative_real
 from tools.hops import KNATIVE_HOPS, OTELHTTP_SCOPE, check
+from tools.kube_fixture import KINDS
 from tools.spans import Span
 from tools.stack import ROOT
 
@@ -67,11 +68,30 @@ def binaries() -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def trace(binaries: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Span]]:
+@dataclass(frozen=True)
+class Run:
+    trace: list[Span]
     """One request's trace, whole (every span's parent arrived, the late kncloudevents.receive spans too)."""
+    asked: set[str]
+    """The resources the binaries asked the fixture API for, by then."""
+
+
+@pytest.fixture(scope="module")
+def run(binaries: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     with knative_real.running(binaries, tmp_path_factory.mktemp("knative-real")) as plane:
-        yield knative_real.request(plane)
+        trace = knative_real.request(plane)
+        yield Run(trace, set(plane.fixture.asked))
+
+
+@pytest.fixture(scope="module")
+def trace(run: Run) -> list[Span]:
+    return run.trace
+
+
+def test_the_fixture_api_serves_every_resource_the_binaries_ask_for(run: Run) -> None:
+    unserved = sorted(asked for asked in run.asked if asked.rsplit("/", 1)[1] not in KINDS)
+    assert not unserved, f"the binaries asked for resources the fixture API does not serve: {unserved}"
+    assert {"apis/eventing.knative.dev/v1/brokers", "apis/messaging.knative.dev/v1/inmemorychannels"} <= run.asked
 
 
 @dataclass(frozen=True)

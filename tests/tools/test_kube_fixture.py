@@ -83,15 +83,15 @@ def test_a_missing_object_is_a_kubernetes_not_found(fixture: KubeFixture) -> Non
 
 
 def test_create_update_and_patch_are_kept_and_conflicts_refused(fixture: KubeFixture) -> None:
-    leases = fixture.url + "/apis/coordination.k8s.io/v1/namespaces/knative-eventing/leases"
-    lease = {"metadata": {"name": "one"}, "spec": {"holderIdentity": "a"}}
-    created = httpx.post(leases, json=lease, timeout=5)
+    maps = fixture.url + "/api/v1/namespaces/default/configmaps"
+    created = httpx.post(maps, json={"metadata": {"name": "one"}, "data": {"holder": "a"}}, timeout=5)
     assert created.status_code == 201
-    assert httpx.post(leases, json=lease, timeout=5).status_code == 409
+    assert httpx.post(maps, json={"metadata": {"name": "one"}}, timeout=5).status_code == 409
     stale = {**created.json(), "metadata": {**created.json()["metadata"], "resourceVersion": "0"}}
-    assert httpx.put(leases + "/one", json=stale, timeout=5).status_code == 409
-    renewed = {**created.json(), "spec": {"holderIdentity": "b"}}
-    assert httpx.put(leases + "/one", json=renewed, timeout=5).json()["spec"]["holderIdentity"] == "b"
+    assert httpx.put(maps + "/one", json=stale, timeout=5).status_code == 409
+    renewed = {**created.json(), "data": {"holder": "b"}}
+    assert httpx.put(maps + "/one", json=renewed, timeout=5).json()["data"]["holder"] == "b"
+    assert httpx.get(maps + "/one", timeout=5).json()["data"]["holder"] == "b"
     # The IMC dispatcher's status patch (a JSON patch, as knative.dev/pkg's duck.CreatePatch makes).
     patch = [{"op": "add", "path": "/status/subscribers", "value": [{"uid": "u", "ready": "True"}]}]
     patched = httpx.patch(
@@ -105,7 +105,7 @@ def test_create_update_and_patch_are_kept_and_conflicts_refused(fixture: KubeFix
 
 def test_protobuf_is_refused_by_name(fixture: KubeFixture) -> None:
     answer = httpx.post(
-        fixture.url + "/api/v1/namespaces/default/events",
+        fixture.url + "/apis/coordination.k8s.io/v1/namespaces/knative-eventing/leases",
         content=b"k8s\x00...",
         headers={"Content-Type": "application/vnd.kubernetes.protobuf"},
         timeout=5,
