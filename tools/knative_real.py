@@ -15,6 +15,7 @@ import ipaddress
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -24,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -123,7 +124,7 @@ class Network:
 
     @classmethod
     def create(cls, pods: tuple[str, ...]) -> Network:
-        network = cls(tag=f"kt{os.getpid() % 100000}", subnet=_free_subnet())
+        network = cls(tag=f"kt{os.getpid()}", subnet=_free_subnet())
         try:
             _ip("link", "add", network.bridge, "type", "bridge")
             _ip("addr", "add", f"{network.host}/24", "dev", network.bridge)
@@ -172,6 +173,26 @@ class Network:
             subprocess.run(["ip", "netns", "del", self.namespace(pod)], capture_output=True, check=False)
             shutil.rmtree(Path("/etc/netns") / self.namespace(pod), ignore_errors=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
+
+    @staticmethod
+    def remove_stale() -> list[str]:
+        """Remove what runs killed before they could clean up left (kt<pid>-<pod> whose process is gone); the
+        tags removed."""
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+        tags = {m[1] for m in re.finditer(r"^(kt(\d+))-\S+", listed, re.M) if not Path(f"/proc/{m[2]}").exists()}
+        for tag in sorted(tags):
+            stale = Network(tag=tag, subnet=ipaddress.IPv4Network("10.213.0.0/24"))
+            stale.pods = dict.fromkeys((m[1] for m in re.finditer(rf"^{tag}-(\S+)", listed, re.M)), "")
+            for pod in stale.pods:
+                # The binaries and apps that run lived on when it was killed; nothing will drain them now.
+                pids = subprocess.run(
+                    ["ip", "netns", "pids", stale.namespace(pod)], capture_output=True, text=True, check=False
+                )
+                for pid in pids.stdout.split():
+                    with suppress(ProcessLookupError):
+                        os.kill(int(pid), signal.SIGKILL)
+            stale.remove()
+        return sorted(tags)
 
 
 @dataclass
@@ -323,6 +344,8 @@ def running(binaries: Path, log_dir: Path | None = None) -> Iterator[DataPlane]:
     preflight(binaries)
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="knative-real-"))
     with ExitStack() as cleanup:
+        for tag in Network.remove_stale():
+            print(f"removed the network namespaces and bridge a killed run left ({tag}-*)", file=sys.stderr)
         network = Network.create(PODS)
         cleanup.callback(network.remove)
         receiver = Receiver(network.host).start()

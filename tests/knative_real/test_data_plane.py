@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support import poll_until
 from tools import knative_real
 from tools.hops import KNATIVE_HOPS, OTELHTTP_SCOPE, check
 from tools.kube_fixture import KINDS
@@ -368,3 +370,41 @@ def test_another_workshop_switch_is_refused_by_name() -> None:
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "drop the other switches (first: PROPAGATE_CONTEXT=false" in done.stderr, done.stderr
+
+
+def test_what_a_killed_run_left_is_removed_by_the_next(binaries: Path) -> None:
+    """SIGKILL leaves no chance to clean up: the next run removes the namespaces, bridge, hosts files and the
+    processes still running in them (kt<pid>-* whose pid is gone), and only those."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tools.run_demo", "--knative-real"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "KNATIVE_BIN": str(binaries)},
+    )
+    output = Output(process)
+    try:
+        output.until("Send more:", 120)
+    finally:
+        process.kill()
+        process.communicate(timeout=30)
+    tag = f"kt{process.pid}"
+    namespaces = [f"{tag}-{pod}" for pod in knative_real.PODS]
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert all(namespace in listed for namespace in namespaces), listed
+    pids = [
+        pid
+        for namespace in namespaces
+        for pid in subprocess.run(
+            ["ip", "netns", "pids", namespace], capture_output=True, text=True, check=False
+        ).stdout.split()
+    ]
+    assert pids, "the killed run's processes should still be running"
+
+    assert tag in knative_real.Network.remove_stale()
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert f"{tag}-" not in listed, listed
+    assert not list(Path("/etc/netns").glob(f"{tag}-*"))
+    assert subprocess.run(["ip", "link", "show", f"{tag}br"], capture_output=True, check=False).returncode != 0
+    poll_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids), 10, "the killed run's processes to go")
