@@ -27,7 +27,7 @@ SERVICES := first second broker
 # The Makefile's own targets are listed here; an mk/*.mk file's come in that file's order under its path's heading.
 HELP_TARGETS_local := run
 HELP_TARGETS_development := install test unit lint format typecheck lock clean help
-HELP_FILES_local := mk/bench.mk
+HELP_FILES_local := mk/bench.mk mk/knative-real.mk
 HELP_FILES_compose := mk/compose.mk
 HELP_FILES_cluster := mk/cluster.mk mk/workshop.mk
 HELP_local := Local, no Docker (Python 3.11, 3.12 or 3.13; PYTHON=... chooses one):
@@ -73,10 +73,12 @@ switch = $(if $(filter 1 true yes,$($(1))),$(2))
 
 # Only the runtime lock: `make run` on a fresh clone is the first thing people wait for.
 # SAMPLING=<rate> runs the broker with the sampler Knative derives from tracing-sampling-rate (0: the lesson).
-run: $(RUNTIME_INSTALLED) ## The demo on loopback, no Docker (workshop switches: BROKEN=1 EXTENSION=1 UNTRACED_HOP=1 ZERO_CODE=1 B3=1 SAMPLING=0)
-	@$(PY) -m tools.run_demo $(call switch,BROKEN,--broken) $(call switch,EXTENSION,--extension) \
+# KNATIVE=real: Knative's own queue-proxy, broker and IMC dispatcher in place of our broker (mk/knative-real.mk).
+run: $(RUNTIME_INSTALLED) ## The demo on loopback, no Docker (workshop switches: BROKEN=1 EXTENSION=1 UNTRACED_HOP=1 ZERO_CODE=1 B3=1 SAMPLING=0 KNATIVE=real)
+	@$(if $(filter real,$(KNATIVE)),KNATIVE_BIN=$(KNATIVE_REAL_BIN)) $(PY) -m tools.run_demo \
+		$(call switch,BROKEN,--broken) $(call switch,EXTENSION,--extension) \
 		$(call switch,UNTRACED_HOP,--untraced-hop) $(call switch,ZERO_CODE,--zero-code) $(call switch,B3,--b3) \
-		$(if $(SAMPLING),--broker-sampling-rate $(SAMPLING)) $(RUN_FLAGS)
+		$(if $(SAMPLING),--broker-sampling-rate $(SAMPLING)) $(if $(filter real,$(KNATIVE)),--knative-real) $(RUN_FLAGS)
 
 test: install lint typecheck ## The whole suite: lint, types, unit, end-to-end, manifests, containers
 	@echo "==> pytest"
@@ -103,6 +105,8 @@ lock: install ## Re-resolve requirements/*.in into the hashed locks
 		--generate-hashes requirements/runtime.in -o requirements/runtime.txt
 	@$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 		--generate-hashes requirements/dev.in -o requirements/dev.txt
+	@$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		--generate-hashes requirements/go.in -o requirements/go.txt
 
 clean: ## Remove .venv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -51,6 +51,9 @@ def decode(request: ExportTraceServiceRequest) -> list[Span]:
         resource = {kv.key: _value(kv.value) for kv in resource_spans.resource.attributes}
         service = str(resource.get("service.name", "unknown"))
         for scope_spans in resource_spans.scope_spans:
+            # The instrumentation scope as Jaeger shows it (the otel.scope.name tag), so a hop's scope
+            # (tools/hops.py) is checked alike on spans from this receiver and from Jaeger.
+            scope = {"otel.scope.name": scope_spans.scope.name} if scope_spans.scope.name else {}
             for span in scope_spans.spans:
                 spans.append(
                     Span(
@@ -63,7 +66,7 @@ def decode(request: ExportTraceServiceRequest) -> list[Span]:
                         service=service,
                         start_ns=span.start_time_unix_nano,
                         end_ns=span.end_time_unix_nano,
-                        attributes={kv.key: _value(kv.value) for kv in span.attributes},
+                        attributes={**{kv.key: _value(kv.value) for kv in span.attributes}, **scope},
                         links=tuple((link.trace_id.hex(), link.span_id.hex()) for link in span.links),
                         status=_STATUS.get(span.status.code, "UNSET"),
                     )

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import httpx
 
-from tools import zero_code
+from tools import knative_real, zero_code
 from tools.hops import BROWSER_HEADERS
 from tools.otlp_receiver import Receiver, Relay
 from tools.run_report import Block, TraceReport
@@ -83,6 +83,9 @@ def _arguments() -> argparse.Namespace:
         type=_rate,
         metavar="RATE",
         help="the broker samples as Knative >= 1.19 does for this tracing-sampling-rate (0: nothing)",
+    )
+    parser.add_argument(
+        "--knative-real", action="store_true", help="Knative's real queue-proxy and broker (tools/knative_real.py)"
     )
     return parser.parse_args()
 
@@ -353,6 +356,8 @@ def main() -> int:
     # can stop them.
     for signum in STOP_SIGNALS:
         signal.signal(signum, _interrupt)
+    if args.knative_real:
+        return knative_real.main(once=args.once, switches=_switches(args))
     try:
         demo = Demo.start(args)
     except StartFailed as failed:

@@ -49,6 +49,20 @@ def test_a_gzip_body_is_decoded(own_receiver: Receiver) -> None:
     assert own_receiver.gzip_requests == 1
 
 
+def test_the_scope_is_kept_as_jaeger_shows_it(own_receiver: Receiver) -> None:
+    """tools/hops.py tells the queue-proxy's spans from the workload's by scope: the receiver must keep it."""
+    request = ExportTraceServiceRequest()
+    scope_spans = request.resource_spans.add().scope_spans.add()
+    scope_spans.scope.name = "knative.dev/serving/pkg/queue"
+    span = scope_spans.spans.add()
+    trace_id = secrets.token_hex(16)
+    span.trace_id, span.span_id, span.name = bytes.fromhex(trace_id), secrets.token_bytes(8), "kn.queueproxy.proxy"
+    reply = httpx.post(own_receiver.endpoint + "/v1/traces", content=request.SerializeToString(), headers=PROTOBUF)
+    assert reply.status_code == 200, reply.text
+    [received] = own_receiver.spans(trace_id)
+    assert received.attributes["otel.scope.name"] == "knative.dev/serving/pkg/queue"
+
+
 UNREADABLE = {
     "not gzip": (b"not gzip at all", "gzip", 400, "not valid gzip"),
     "cut short": (gzip.compress(b"x" * 10_000)[:20], "gzip", 400, "cut short"),
