@@ -69,11 +69,15 @@ _QUEUE_FULL = "Queue full, dropping"
 
 GOALS = {
     "traced_vs_untraced_rps": (">=", 0.85),
+    "traced_vs_untraced_cpu": ("<=", 1.18),
+    "added_p99_ms_per_hop": ("<=", 4.0),
     "traced_vs_bare_rps": (">=", 0.70),
     "traced_vs_untraced_cold_start": ("<=", 1.25),
     "dropped_spans": ("<=", 0),
     "max_rss_after_load_mb": ("<=", 64.0),
 }
+NOISY = ("traced_vs_untraced_rps", "traced_vs_untraced_cpu")
+"""The paired ratios whose spread over rounds the bench states, and warns about when it exceeds the effect."""
 
 
 @dataclass(frozen=True)
@@ -337,14 +341,35 @@ def summarize(runs: list[Run]) -> dict[str, Any]:
     return summary
 
 
-def _paired(runs: list[Run], numerator: str, denominator: str, value: Any) -> float:
-    """Median over rounds of value(numerator run) / value(denominator run) from the same round."""
+def _per_round(runs: list[Run], numerator: str, denominator: str, value: Any) -> list[float]:
+    """value(numerator run) / value(denominator run) for each round that has both."""
     ratios = []
     for number in sorted({r.round for r in runs}):
         by_variant = {r.variant: r for r in runs if r.round == number}
         if numerator in by_variant and denominator in by_variant and value(by_variant[denominator]):
             ratios.append(value(by_variant[numerator]) / value(by_variant[denominator]))
-    return _median(ratios)
+    return ratios
+
+
+def _paired(runs: list[Run], numerator: str, denominator: str, value: Any) -> float:
+    """Median over rounds of value(numerator run) / value(denominator run) from the same round."""
+    return _median(_per_round(runs, numerator, denominator, value))
+
+
+def noise(runs: list[Run]) -> dict[str, dict[str, Any]]:
+    """Each NOISY ratio per round, its spread (max - min) and the effect it is read as (|median - 1|): a spread
+    larger than the effect means the rounds disagree more than the difference being claimed."""
+    picks = {
+        "traced_vs_untraced_rps": lambda r: r.load.rps,
+        "traced_vs_untraced_cpu": lambda r: sum(r.cpu_ms_per_request.values()),
+    }
+    found = {}
+    for name in NOISY:
+        rounds = _per_round(runs, "traced", "untraced", picks[name])
+        if rounds:
+            spread, effect = max(rounds) - min(rounds), abs(_median(rounds) - 1)
+            found[name] = {"rounds": rounds, "spread": spread, "effect": effect, "too_noisy": spread > effect}
+    return found
 
 
 def ratios(runs: list[Run]) -> dict[str, float]:
@@ -385,6 +410,12 @@ def goals(summary: dict[str, Any], ratio: dict[str, float]) -> dict[str, dict[st
         "traced_vs_untraced_rps": ratio["traced_vs_untraced_rps"],
         "traced_vs_bare_rps": ratio["traced_vs_bare_rps"],
         "traced_vs_untraced_cold_start": ratio["traced_vs_untraced_cold_start"],
+        "traced_vs_untraced_cpu": ratio["traced_vs_untraced_cpu"],
+        "added_p99_ms_per_hop": (
+            (traced["p99_ms"] - summary["untraced"]["p99_ms"]) / len(HOPS_WAITED)
+            if traced and "untraced" in summary
+            else float("inf")
+        ),
         # Unknown counts a failure: a bench that cannot count its spans has not shown that none were lost.
         "dropped_spans": traced.get("spans_dropped") if traced.get("spans_dropped") is not None else float("inf"),
         # The demo's services, traced or not; the bare floor is not the demo.
@@ -577,7 +608,9 @@ def main(argv: list[str] | None = None) -> int:
             f"==> saved as the reference run: {_shown(REFERENCE)} and its chart (commit them with docs/bench.md's "
             "numbers)"
         )
-    print(SMOKE_RUN_DONE if args.quick else conclusion(final["summary"], final["ratios"], final["goals"]))
+    print(
+        SMOKE_RUN_DONE if args.quick else conclusion(final["summary"], final["ratios"], final["goals"], final["noise"])
+    )
     return 0
 
 
@@ -627,6 +660,7 @@ def result(started: str, settings: Settings, runs: list[Run], failure: str | Non
         "summary": summary,
         "ratios": ratio,
         "goals": goals(summary, ratio),
+        "noise": noise(runs),
         "breakdown": layers.breakdown(runs),
         "failure": failure,
         "runs": [asdict(r) for r in runs],
@@ -642,10 +676,31 @@ def _shown(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def conclusion(summary: dict[str, Any], ratio: dict[str, float], goal: dict[str, dict[str, Any]]) -> str:
-    """The plain words at the end: what tracing costs here, and which goals the numbers meet."""
-    untraced, traced = summary.get("untraced"), summary.get("traced")
+def spread(found: dict[str, dict[str, Any]]) -> str:
+    """The noise in plain words: each paired ratio's rounds, and a warning where they disagree more than the
+    effect the median is read as."""
     lines = []
+    for name, n in found.items():
+        rounds = ", ".join(f"{r:.3f}" for r in n["rounds"])
+        lines.append(f"noise {name}: rounds {rounds}; spread {n['spread']:.3f} against an effect of {n['effect']:.3f}")
+        if n["too_noisy"]:
+            lines.append(
+                f"warning: the rounds of {name} disagree by more than the effect claimed: more rounds, or a quieter "
+                "machine, before reading it"
+            )
+    return "\n".join(lines)
+
+
+def conclusion(
+    summary: dict[str, Any],
+    ratio: dict[str, float],
+    goal: dict[str, dict[str, Any]],
+    found_noise: dict[str, dict[str, Any]] | None = None,
+) -> str:
+    """The plain words at the end: how much the rounds agree, what tracing costs here, and which goals the numbers
+    meet."""
+    untraced, traced = summary.get("untraced"), summary.get("traced")
+    lines = [spread(found_noise)] if found_noise else []
     for name, g in goal.items():
         lines.append(f"goal {name}: {g['value']:.2f}, target {g['target']}: {'met' if g['met'] else 'not met'}")
     if untraced and traced and ratio["traced_vs_untraced_rps"]:
