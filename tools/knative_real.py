@@ -38,7 +38,7 @@ from tools.hops import BROWSER_HEADERS, KNATIVE_HOPS, Hop, check
 from tools.kube_fixture import Addresses, KubeFixture, cluster_objects, observability_config
 from tools.otlp_receiver import Receiver
 from tools.spans import Span, by_trace
-from tools.stack import ROOT
+from tools.stack import ROOT, service_environment
 from tools.trace_tree import render
 
 BINARIES = ("queue-proxy", "broker-ingress", "broker-filter", "imc-dispatcher")
@@ -404,6 +404,8 @@ def running(binaries: Path, log_dir: Path | None = None) -> Iterator[DataPlane]:
         proxies: dict[str, Process] = {}
         for service in ("second", "first"):
             app_env = {
+                # What the image sets (its Dockerfile's ENV), then what Knative adds.
+                **service_environment(service),
                 "HOST": "127.0.0.1",
                 "PORT": str(USER_PORT),
                 "OTEL_SERVICE_NAME": service,
