@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -102,3 +103,27 @@ def propagators(names: str | None = None) -> TextMapPropagator:
             raise ValueError(f"Propagator {name} not found. It is either misspelled or not installed.")
         found.append(next(iter(points)).load()())
     return CompositePropagator(found)
+
+
+class Output:
+    """A demo's output (`make run`, `python -m tools.run_demo`), read line by line as it comes."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        self._stdout = process.stdout
+        self.lines: list[str] = []
+
+    def until(self, text: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self._stdout.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            if text in line:
+                return self.text
+        raise AssertionError(f"Timed out after {timeout:.0f}s waiting for: {text!r} in:\n{self.text}")
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)

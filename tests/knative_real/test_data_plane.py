@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import poll_until
+from tests.support import Output, poll_until
 from tools import knative_real
 from tools.hops import KNATIVE_HOPS, OTELHTTP_SCOPE, check
 from tools.kube_fixture import KINDS
@@ -325,30 +324,6 @@ def test_make_run_knative_real_prints_each_tree_and_cleans_up_on_ctrl_c(binaries
     assert not list(Path("/etc/netns").glob(f"{tag[1]}-*")), "its hosts files are left in /etc/netns"
     running = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
     assert not running, f"processes of the run still running: {running}"
-
-
-class Output:
-    """The demo's output, read line by line as it comes."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        assert process.stdout is not None
-        self._stdout = process.stdout
-        self.lines: list[str] = []
-
-    def until(self, text: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self._stdout.readline()
-            if not line:
-                break
-            self.lines.append(line)
-            if text in line:
-                return self.text
-        raise AssertionError(f"Timed out after {timeout:.0f}s waiting for: {text!r} in:\n{self.text}")
-
-    @property
-    def text(self) -> str:
-        return "".join(self.lines)
 
 
 def test_without_the_binaries_make_run_names_the_fix(tmp_path: Path) -> None:

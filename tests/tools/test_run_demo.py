@@ -8,39 +8,15 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
+from tests.support import Output
 from tools.otlp_receiver import Receiver
 from tools.stack import ROOT, free_port
 
 W3C_IDS = [f"{n:032x}" for n in (0xA1, 0xA2, 0xA3)]
-
-
-class Output:
-    """run_demo's output, read line by line as it comes."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        assert process.stdout is not None
-        self._stdout = process.stdout
-        self.lines: list[str] = []
-
-    def until(self, text: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self._stdout.readline()
-            if not line:
-                break
-            self.lines.append(line)
-            if text in line:
-                return self.text
-        raise AssertionError(f"Timed out after {timeout:.0f}s waiting for: {text!r} in:\n{self.text}")
-
-    @property
-    def text(self) -> str:
-        return "".join(self.lines)
 
 
 def _child(parent: int, module: str) -> int:
