@@ -1,23 +1,18 @@
-"""CLIENT spans for the services' outgoing POSTs. The caller puts the trace context on the request inside the
-span, by its own `propagate.inject(headers)` line, so the lesson stays visible where it happens (first/app.py,
-broker/delivery.py): this module never writes trace headers.
+"""CLIENT spans for the broker's deliveries. The caller puts the trace context on the request inside the span, by
+its own `propagate.inject(headers)` line, as first/app.py does, so the step stays visible where it happens
+(broker/delivery.py): this module never writes trace headers.
 
     with client_span(url) as post:
         propagate.inject(headers)  # the propagation step: the receiver's SERVER span continues this CLIENT span
         reply = await post(client, headers, body)
 
-Under `opentelemetry-instrument` the distro has already instrumented httpx: its instrumentor then makes the
-CLIENT span and injects the context itself (over what the caller wrote), and `client_span` makes none, so there
-is never a second one. Inside `suppress_http_instrumentation()` (the workshop's PROPAGATE_CONTEXT=false) it
-makes none either, like the instrumentor.
+Should httpx be instrumented after all (`OTEL_PYTHON_DISABLED_INSTRUMENTATIONS` without `httpx`), its
+instrumentor makes the CLIENT span and injects the context itself, and `client_span` makes none, so there is never
+a second one.
 
-Hand-made rather than `HTTPXClientInstrumentor`, and not for its cost. Measured with `python -m bench.run
---library client --rounds 3 --duration 5 --warmup 1 --cold-starts 1` on 2 shared cores (load average 7-10): CPU
-per request of the three services, library / hand-made, paired per round, 1.53, 0.93, 1.02, median 1.02: within
-the noise. It stays for the lesson: the instrumentor writes the trace headers itself, inside its own span, so the
-app's `propagate.inject(headers)` would do nothing again (the defect of issue 13, which
-tests/workshop/test_propagation_step.py guards). Delete this module, and install the instrumentor in
-common/tracing/setup.py, if the demo stops showing the propagation step as a line of its own.
+Hand-made rather than `HTTPXClientInstrumentor`, and not for its cost (docs/bench.md): the instrumentor writes the
+trace headers itself, so the propagation step would no longer be a line of its own. Delete this module, and let
+the instrumentor run, if the demo stops showing that step.
 """
 
 from __future__ import annotations
