@@ -459,7 +459,7 @@ def _nested_end(text: str, index: int) -> int:
         char = text[index : index + 1]
         if char in ("{", "["):
             if len(closers) >= MAX_JSON_NESTING:
-                _bad_json(f"it nests deeper than {MAX_JSON_NESTING} levels (the limit of Knative's broker)")
+                _bad_json(f"it is nested too deeply: over {MAX_JSON_NESTING} levels (the limit of Knative's broker)")
             closers.append("}" if char == "{" else "]")
             index = _skip_space(text, index + 1)
             if not text.startswith(closers[-1], index):
