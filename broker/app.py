@@ -42,8 +42,9 @@ async def _replay(dispatcher: Dispatcher, store: EventStore, triggers: tuple[Tri
         if trigger is None:
             # The Trigger is gone from the manifests: nothing to deliver to, so it is kept in the file.
             trigger = Trigger(stored.trigger, "", "", "(trigger removed)")
-        await dispatcher.room_for(1)
-        dispatcher.dispatch(event, [(trigger, stored.row)], propagate.extract(stored.context))
+        size = len(stored.body) + sum(len(name) + len(value) for name, value in stored.headers.items())
+        await dispatcher.room_for(1, size)
+        dispatcher.dispatch(event, size, [(trigger, stored.row)], propagate.extract(stored.context))
 
 
 def _arrival_time() -> str:
@@ -143,7 +144,8 @@ def create_app() -> FastAPI:
         triggers = [t for t in settings.routing.for_broker(namespace, name) if t.matches(event)]
         # Backpressure: with the delivery backlog full, accept only as fast as deliveries finish.
         dispatcher, store = request.app.state.dispatcher, request.app.state.store
-        await dispatcher.room_for(len(triggers))
+        size = len(body) + sum(len(name) + len(value) for name, value in headers.items())
+        await dispatcher.room_for(len(triggers), size)
         span_name = f"broker:{name}.{namespace}"
         with tracer.start_as_current_span(span_name, attributes=event_attributes(event, span_name)):
             if not triggers:
@@ -155,10 +157,10 @@ def create_app() -> FastAPI:
                 # Durable before acknowledged: a broker killed after the 202 delivers it when started again.
                 rows = await store.add([t.name for t in triggers], context, headers, body)
             except StoreFull as exc:
-                dispatcher.give_back(len(triggers))
+                dispatcher.give_back(len(triggers), size)
                 log.warning("refused event %s: %s", event.id, exc)
                 return problem(503, f"{exc}; try again later")
-            dispatcher.dispatch(event, list(zip(triggers, rows, strict=True)))
+            dispatcher.dispatch(event, size, list(zip(triggers, rows, strict=True)))
         return Response(status_code=202)
 
     return app

@@ -42,6 +42,9 @@ MAX_POSTS_IN_FLIGHT = 16
 # sender faster than the subscriber is slowed to the subscriber's pace instead of growing the broker's memory
 # without bound (the bench measured 635 deliveries pending after 6 s of load without it).
 MAX_PENDING_DELIVERIES = 256
+# And in bytes: 256 deliveries of 1 MiB events (MAX_EVENT_BYTES) would hold 256 MiB. An event larger than this
+# alone still goes once nothing else is held.
+MAX_PENDING_BYTES = 32 * 1024 * 1024
 
 
 def _retryable(status: int) -> bool:
@@ -56,37 +59,52 @@ class Dispatcher:
         self._dead_letters = dead_letters
         self._store = store
         self._post_slots = asyncio.Semaphore(MAX_POSTS_IN_FLIGHT)
-        self._tasks: dict[asyncio.Task[None], tuple[Trigger, Event, str | None, int]] = {}
+        self._tasks: dict[asyncio.Task[None], tuple[Trigger, Event, str | None, int, int]] = {}
         """Deliveries under way, with what shutdown needs to keep the ones it must cut short."""
         self._backlog = asyncio.Semaphore(MAX_PENDING_DELIVERIES)
         """One unit per delivery accepted and not yet finished; `room_for` takes them, `_finished` gives back."""
+        self._bytes_held = 0
+        """The sizes of the events of the deliveries under way (one charge per delivery)."""
+        self._bytes_freed = asyncio.Event()
 
-    async def room_for(self, count: int) -> None:
-        """Wait until `count` more deliveries fit under MAX_PENDING_DELIVERIES; `dispatch` them next."""
+    async def room_for(self, count: int, size: int) -> None:
+        """Wait until `count` more deliveries of an event of `size` bytes fit under MAX_PENDING_DELIVERIES and
+        MAX_PENDING_BYTES; `dispatch` them next."""
         for _ in range(count):
             await self._backlog.acquire()
+        while self._bytes_held and self._bytes_held + size * count > MAX_PENDING_BYTES:
+            self._bytes_freed.clear()
+            await self._bytes_freed.wait()
+        self._bytes_held += size * count
 
-    def give_back(self, count: int) -> None:
-        """Return the room `room_for(count)` took, for deliveries that will not be dispatched."""
+    def give_back(self, count: int, size: int) -> None:
+        """Return the room `room_for(count, size)` took, for deliveries that will not be dispatched."""
         for _ in range(count):
             self._backlog.release()
+        self._bytes_held -= size * count
+        self._bytes_freed.set()
 
     def dispatch(
-        self, event: Event, deliveries: list[tuple[Trigger, int]], parent: otel_context.Context | None = None
+        self,
+        event: Event,
+        size: int,
+        deliveries: list[tuple[Trigger, int]],
+        parent: otel_context.Context | None = None,
     ) -> None:
         """Start delivering `event` for each (Trigger, store row), for which `room_for(len(deliveries))` made
-        room; `parent`: the trace context to deliver in (default: the current one)."""
+        room (`size`: the event's, as given to `room_for`); `parent`: the trace context to deliver in (default: the
+        current one)."""
         parent = otel_context.get_current() if parent is None else parent
         span_context = trace.get_current_span(parent).get_span_context()
         shown = trace.format_trace_id(span_context.trace_id) if span_context.is_valid else None
         for trigger, row in deliveries:
             task = asyncio.create_task(self._deliver(trigger, event, parent, row))
-            self._tasks[task] = (trigger, event, shown, row)
+            self._tasks[task] = (trigger, event, shown, row, size)
             task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.pop(task, None)
-        self._backlog.release()
+        held = self._tasks.pop(task, None)
+        self.give_back(1, held[4] if held else 0)
 
     async def drain(self, timeout: float) -> None:
         """Wait for deliveries under way (SIGTERM); keep each one that cannot finish in time in the file."""
@@ -100,7 +118,7 @@ class Dispatcher:
         for task in pending:
             task.cancel()
         await asyncio.wait(pending)
-        for trigger, event, trace_id, row in cut_short:
+        for trigger, event, trace_id, row, _ in cut_short:
             reason = f"delivery to {trigger.subscriber} still under way at shutdown (UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN)"
             if await self._to_file(trigger, event, reason, trace_id):
                 await self._store.remove(row)
