@@ -37,11 +37,18 @@ async def _replay(dispatcher: Dispatcher, store: EventStore, triggers: tuple[Tri
         log.warning("delivering %d events accepted before this start (from %s)", len(pending), store.path)
     by_name = {t.name: t for t in triggers}
     for stored in pending:
-        event = cloudevents.parse(Headers(stored.headers), stored.body)
+        try:
+            event = cloudevents.parse(Headers(stored.headers), stored.body)
+        except cloudevents.EventError as exc:
+            # Written by this broker, so it reads back; should it not, it stays in the store, said once.
+            log.error("event in %s row %d cannot be read back (%s): left there", store.path, stored.row, exc.message)
+            continue
         trigger = by_name.get(stored.trigger)
         if trigger is None:
-            # The Trigger is gone from the manifests: nothing to deliver to, so it is kept in the file.
-            trigger = Trigger(stored.trigger, "", "", "(trigger removed)")
+            # The Trigger is gone from the manifests: nowhere to deliver it, so it goes to the dead-letter file.
+            reason = f"its Trigger {stored.trigger!r} is no longer in the manifests (BROKER_CONFIG)"
+            await dispatcher.give_up(Trigger(stored.trigger, "", "", ""), event, reason, stored.row)
+            continue
         size = len(stored.body) + sum(len(name) + len(value) for name, value in stored.headers.items())
         await dispatcher.room_for(1, size)
         dispatcher.dispatch(event, size, [(trigger, stored.row)], propagate.extract(stored.context))

@@ -106,6 +106,11 @@ class Dispatcher:
         held = self._tasks.pop(task, None)
         self.give_back(1, held[4] if held else 0)
 
+    async def give_up(self, trigger: Trigger, event: Event, reason: str, row: int) -> None:
+        """Keep `event` in the dead-letter file without delivering it, and forget its store row."""
+        if await self._to_file(trigger, event, reason, None):
+            await self._store.remove(row)
+
     async def drain(self, timeout: float) -> None:
         """Wait for deliveries under way (SIGTERM); keep each one that cannot finish in time in the file."""
         if not self._tasks:

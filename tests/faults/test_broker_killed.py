@@ -125,3 +125,30 @@ def test_a_full_store_refuses_new_events_with_a_503_and_keeps_the_acknowledged(t
             headers = cloudevent_headers()
             reply = httpx.post(broker.url + "/default/default", headers=headers, content=b"x" * 1000, timeout=10)
             assert reply.status_code == 202, reply.text
+
+
+def test_an_event_whose_trigger_is_gone_at_the_restart_goes_to_the_dead_letter_file(tmp_path: Path) -> None:
+    renamed = tmp_path / "manifests.yaml"
+    trigger = (ROOT / "config" / "trigger.yaml").read_text().replace("name: first-to-second", "name: renamed")
+    renamed.write_text((ROOT / "config" / "broker.yaml").read_text() + "\n---\n" + trigger)
+    with started("second", {}, tmp_path / "second.log") as second:
+        env = broker_env(tmp_path, second, DELIVERY_TIMEOUT="30")
+        os.kill(second.process.pid, signal.SIGSTOP)
+        sent = [cloudevent_headers() for _ in range(3)]
+        with started("broker", env, tmp_path / "broker-1.log") as broker:
+            for headers in sent:
+                assert httpx.post(broker.url + "/default/default", headers=headers, content=b"x").status_code == 202
+            broker.process.kill()
+        os.kill(second.process.pid, signal.SIGCONT)
+        with started("broker", {**env, "BROKER_CONFIG": str(renamed)}, tmp_path / "broker-2.log") as restarted:
+            dead_letters = tmp_path / "dead-letters.jsonl"
+            poll_until(
+                lambda: dead_letters.exists() and len(dead_letters.read_text().splitlines()) >= len(sent),
+                20,
+                "the events of the vanished Trigger in the dead-letter file",
+            )
+            log = restarted.log()
+    records = [json.loads(line) for line in dead_letters.read_text().splitlines()]
+    assert {r["event"]["id"] for r in records} == {h["ce-id"] for h in sent}
+    assert all("'first-to-second' is no longer in the manifests" in r["reason"] for r in records)
+    assert "LOST" not in log
