@@ -138,9 +138,10 @@ def test_the_brokers_store_and_dead_letters_are_on_a_named_volume_bounded_in_siz
     for setting in ("DEAD_LETTER_FILE", "BROKER_STORE"):
         assert env[setting].startswith("/var/lib/broker/"), f"{setting}={env[setting]} is not on the volume"
     options = compose_config["volumes"][mount["source"]]["driver_opts"]
-    size = re.fullmatch(r"size=(\d+)m(,.*)?", options["o"])
-    assert size, options
-    assert int(size.group(1)) * 2**20 > int(env["BROKER_STORE_MAX_BYTES"]), "the volume is smaller than the store"
+    assert options["type"] == "tmpfs", options
+    pages = re.fullmatch(r"nr_blocks=(\d+)(,.*)?", options["o"])
+    assert pages, f"no size bound on the volume: {options}"
+    assert int(pages.group(1)) * 4096 > int(env["BROKER_STORE_MAX_BYTES"]), "the volume is smaller than the store"
     assert "tmpfs" not in broker, "the broker's data would die with its container"
 
 
