@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import socket
 
 import httpx
 import pytest
 
 from tests.support import cloudevent_headers, poll_until
-from tools.stack import Stack
+from tools.stack import Stack, service_environment
 
 NON_ASCII_TYPE = 'text/plain; note="café"'.encode()
 
@@ -40,6 +41,21 @@ def test_first_answers_a_non_ascii_content_type_with_a_400(stack: Stack) -> None
     reply = httpx.post(stack.url("first") + "/", headers={b"content-type": NON_ASCII_TYPE}, content=b"x")
     assert reply.status_code == 400, reply.text
     assert "media type" in reply.json()["error"]
+
+
+def test_a_content_type_as_long_as_first_takes_goes_through_or_gets_a_4xx(stack: Stack) -> None:
+    """first passes the caller's Content-Type on: one that fills first's head must still fit the broker's and
+    second's heads (first's MAX_HEADER_BYTES is 4 KiB under theirs), never a 5xx."""
+    first_limit = int(service_environment("first").get("MAX_HEADER_BYTES", 65536))
+    # Just under first's limit: delivered. Filling the others' 64 KiB head (answered 502 when first took 64 KiB).
+    for length in (first_limit - 200, 65536 - 150):
+        content_type = "text/plain; x=" + "y" * length
+        request = f"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Type: {content_type}\r\n\r\nz"
+        with socket.create_connection(("127.0.0.1", stack.services["first"].port), timeout=10) as sock:
+            sock.sendall(request.encode())
+            status = int(sock.recv(100).split()[1])
+        assert status == (200 if length < first_limit else 431), (length, status)
+        assert status < 500
 
 
 def test_a_binary_event_with_more_headers_than_second_takes_is_refused(stack: Stack) -> None:
