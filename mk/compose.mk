@@ -42,9 +42,9 @@ up: ## Docker or Podman: build, start first, broker, second + Jaeger, send one r
 	@$(MAKE) --no-print-directory install
 	@$(PY) -m tools.compose_up --first http://127.0.0.1:$(FIRST_PORT) --jaeger http://127.0.0.1:$(JAEGER_UI_PORT)
 
-down: ## Docker or Podman: stop the compose stack and remove its containers and network
+down: ## Docker or Podman: stop the compose stack and remove its containers, network and the broker-data volume
 	@$(COMPOSE_CHECK) $(COMPOSE) >/dev/null
-	@$(COMPOSE_RUN) down --remove-orphans
+	@$(COMPOSE_RUN) down --remove-orphans --volumes
 
 logs: ## Docker or Podman: follow the logs of first, broker, second and Jaeger (Ctrl-C stops following)
 	@$(COMPOSE_CHECK) $(COMPOSE) >/dev/null

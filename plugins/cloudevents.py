@@ -79,6 +79,13 @@ _MEDIA_TYPE = re.compile(
 _HEADER_SAFE: Final = "".join(c for c in map(chr, range(0x21, 0x7F)) if c not in ' "%')
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _UTF8_NAMES: Final = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+MAX_JSON_NESTING: Final = 10_000
+"""How deep JSON may nest: the limit of Go's encoding/json, which Knative's broker reads events with."""
+_LONG_INTEGER: Final = 2**64
+"""What an integer too long to matter stands for: Python converts at most 4300 digits (a guard against its
+quadratic conversion) and Go's reader takes any number, so a longer one is read as text is, without converting
+it. Only attribute values are ever converted, and an extension must fit in 32 bits: this one is refused as out
+of range, and `data` is kept as its text."""
 
 
 class EventError(Exception):
@@ -379,18 +386,10 @@ def _parse_structured(body: bytes) -> Event:
 def _json_members(text: str) -> dict[str, tuple[Any, str]]:
     """The top-level members of a JSON object: name -> (value, the value's JSON text). Reads the object itself
     so that a repeated member is an error and `data` keeps its exact text; values go to the stdlib scanner."""
-    decoder = json.JSONDecoder(parse_constant=_no_constant)
     members: dict[str, tuple[Any, str]] = {}
 
     def value_at(index: int) -> tuple[Any, int]:
-        try:
-            return decoder.raw_decode(text, index)
-        except json.JSONDecodeError as exc:
-            _bad_json(f"{exc.msg} at line {exc.lineno} column {exc.colno}")
-        except RecursionError:
-            _bad_json("it is nested too deeply")
-        except ValueError as exc:  # e.g. an integer of more digits than Python converts
-            _bad_json(str(exc))
+        return _json_value(text, index)
 
     index = _skip_space(text, 0)
     if not text.startswith("{", index):
@@ -426,6 +425,88 @@ def _json_members(text: str) -> dict[str, tuple[Any, str]]:
     return members
 
 
+def _parse_int(digits: str) -> int:
+    return int(digits) if len(digits) <= 20 else _LONG_INTEGER
+
+
+def _no_constant(name: str) -> NoReturn:
+    _bad_json(f"{name} is not a JSON value")
+
+
+_DECODER: Final = json.JSONDecoder(parse_constant=_no_constant, parse_int=_parse_int)
+
+
+def _json_value(text: str, index: int) -> tuple[Any, int]:
+    """The JSON value at `index` and the index after it. A value nested deeper than Python's recursion limit
+    (the stdlib scanner recurses) is checked by `_nested_end` instead, up to MAX_JSON_NESTING, and stands as an
+    empty container of its kind: only `data` can be one, and `data` is kept as its text."""
+    try:
+        return _DECODER.raw_decode(text, index)
+    except json.JSONDecodeError as exc:
+        _bad_json(f"{exc.msg} at line {exc.lineno} column {exc.colno}")
+    except RecursionError:
+        end = _nested_end(text, index)
+        return ({} if text[index] == "{" else []), end
+
+
+def _nested_end(text: str, index: int) -> int:
+    """Where the JSON array or object at `index` ends, checked without recursion: a stack of the closing
+    brackets of the open containers, the scalars read by the stdlib (they do not nest). Linear in the text."""
+    closers: list[str] = []
+    while True:
+        # A value is expected at `index`.
+        index = _skip_space(text, index)
+        char = text[index : index + 1]
+        if char in ("{", "["):
+            if len(closers) >= MAX_JSON_NESTING:
+                _bad_json(f"it is nested too deeply: over {MAX_JSON_NESTING} levels (the limit of Knative's broker)")
+            closers.append("}" if char == "{" else "]")
+            index = _skip_space(text, index + 1)
+            if not text.startswith(closers[-1], index):
+                if char == "{":
+                    index = _member_name_end(text, index)
+                continue
+            closers.pop()
+            index += 1
+        else:
+            index = _scalar_end(text, index)
+        index = _after_value(text, index, closers)
+        if not closers:
+            return index
+
+
+def _after_value(text: str, index: int, closers: list[str]) -> int:
+    """Close the containers that end after a value; then where the next value starts (or the end)."""
+    while closers:
+        index = _skip_space(text, index)
+        if text.startswith(closers[-1], index):
+            closers.pop()
+            index += 1
+            continue
+        if not text.startswith(",", index):
+            _bad_json(f"expected ',' or '{closers[-1]}' at character {index}")
+        index = _skip_space(text, index + 1)
+        return _member_name_end(text, index) if closers[-1] == "}" else index
+    return index
+
+
+def _scalar_end(text: str, index: int) -> int:
+    try:
+        return int(_DECODER.raw_decode(text, index)[1])
+    except json.JSONDecodeError as exc:
+        _bad_json(f"{exc.msg} at line {exc.lineno} column {exc.colno}")
+
+
+def _member_name_end(text: str, index: int) -> int:
+    """After `"name" :` in an object, where its value starts."""
+    if not text.startswith('"', index):
+        _bad_json(f"expected a member name at character {index}")
+    index = _skip_space(text, _scalar_end(text, index))
+    if not text.startswith(":", index):
+        _bad_json(f"expected ':' at character {index}")
+    return index + 1
+
+
 def _skip_space(text: str, index: int) -> int:
     """The index of the first non-whitespace character (JSON's whitespace) at or after `index`."""
     while index < len(text) and text[index] in " \t\n\r":
@@ -435,10 +516,6 @@ def _skip_space(text: str, index: int) -> int:
 
 def _bad_json(problem: str) -> NoReturn:
     raise EventError(f"structured body is not valid JSON: {problem}")
-
-
-def _no_constant(name: str) -> NoReturn:
-    _bad_json(f"{name} is not a JSON value")
 
 
 def _base64(encoded: object) -> bytes:
@@ -526,10 +603,10 @@ def _as_text(data: bytes, charset: str) -> str | None:
 
 def _is_json_text(text: str) -> bool:
     try:
-        json.loads(text, parse_constant=_no_constant)
-    except (ValueError, RecursionError, EventError):
+        _, end = _json_value(text, _skip_space(text, 0))
+    except (EventError, IndexError):
         return False
-    return True
+    return _skip_space(text, end) == len(text)
 
 
 def new_event(attributes: dict[str, str], data: bytes) -> Event:

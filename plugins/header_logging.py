@@ -57,18 +57,35 @@ _CREDENTIAL_VALUE = re.compile(
 
 
 # Header names repeat on every request, so each is judged once (86 -> 11 us per header block in docs/bench.md).
-# Bounded: at most MAX_HEADERS names a request (plugins/server.py), and the cache keeps 1024.
-@lru_cache(maxsize=1024)
+# Bounded in bytes, not only in entries: a name can be near MAX_HEADER_BYTES long (64 KiB), and 1024 such names
+# held 60 MB (issue 21). Only names up to CACHED_NAME_LENGTH characters are cached (every real header name is
+# far shorter), so the two caches hold at most 2 x 1024 x 64 characters; a longer name is judged afresh each time.
+CACHED_NAME_LENGTH = 64
+
+
 def is_secret(name: str) -> bool:
     """Whether a header of this name may carry a credential (its value is never shown)."""
+    return _is_secret_short(name) if len(name) <= CACHED_NAME_LENGTH else _judge_secret(name)
+
+
+def _judge_secret(name: str) -> bool:
     lower = name.lower()
     return lower not in SHOWN and _CREDENTIAL_NAME.search(lower) is not None
 
 
-@lru_cache(maxsize=1024)
+_is_secret_short = lru_cache(maxsize=1024)(_judge_secret)
+
+
 def _canonical(name: str) -> str:
+    return _canonical_short(name) if len(name) <= CACHED_NAME_LENGTH else _canonical_name(name)
+
+
+def _canonical_name(name: str) -> str:
     # The article's Go output shows canonical MIME header names (Traceparent, X-B3-Traceid).
     return escape("-".join(part[:1].upper() + part[1:].lower() for part in name.split("-")), 256)
+
+
+_canonical_short = lru_cache(maxsize=1024)(_canonical_name)
 
 
 def shown_value(name: str, value: str) -> str:

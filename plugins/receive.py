@@ -7,6 +7,7 @@ ingress reads its events the same way (`read_event`)."""
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -101,6 +102,33 @@ async def _read_all(receive: Receive, declared: str | None) -> bytes:
             return bytes(body)
 
 
+def _same_host_redirects(send: Send) -> Send:
+    """A redirect's Location as a path only (RFC 9110 10.2.2 allows a relative reference): Starlette builds
+    an absolute one from the request's Host header (its trailing-slash redirect, `POST /dead-letter/` -> 307
+    `http://<Host>/dead-letter`), which sent a client on to whatever host it named (issue 21). The client
+    resolves the path against the URL it used, so the redirect still works, to this service only."""
+
+    async def relative_location(message: Message) -> None:
+        if message["type"] == "http.response.start" and 300 <= message["status"] < 400:
+            headers = [
+                (name, _path_only(value) if name.lower() == b"location" else value)
+                for name, value in message.get("headers", [])
+            ]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return relative_location
+
+
+def _path_only(location: bytes) -> bytes:
+    """`http://host/p?q` -> `/p?q`; a scheme-relative `//host/p` too; a path stays as it is."""
+    parts = urlsplit(location.decode("latin-1"))
+    if not parts.scheme and not parts.netloc:
+        return location
+    path = "/" + parts.path.lstrip("/")  # never `//...`, which a client would read as another host
+    return (path + (f"?{parts.query}" if parts.query else "")).encode("latin-1")
+
+
 class ReceivingLayer:
     """ASGI middleware: bodies bounded (MAX_EVENT_BYTES), CloudEvents checked when `strict_cloudevents`."""
 
@@ -109,6 +137,8 @@ class ReceivingLayer:
         self.strict_cloudevents = strict_cloudevents
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            send = _same_host_redirects(send)
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -169,6 +170,9 @@ SERVICE_ENV: Mapping[str, str] = {
     "OTEL_METRICS_EXPORTER": "none",
     "OTEL_LOGS_EXPORTER": "none",
     "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "128",
+    # Span attributes hold client-chosen values (an event id can be 1 MiB): cut each at 4096 characters, so the
+    # span queue is bounded in bytes, not only in spans.
+    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "4096",
     "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "fastapi,httpx",
     # uvicorn, through its own variables: the bounded server and the logging configuration of plugins/.
     "UVICORN_HTTP": "plugins.server:BoundedHttpToolsProtocol",
@@ -179,8 +183,14 @@ SERVICE_ENV: Mapping[str, str] = {
 }
 """What every service runs with, here and in the images (their Dockerfiles set the same: tests/containers checks
 it): the plug-ins are chosen by these settings, never imported by the apps."""
-SERVICE_OWN_ENV: Mapping[str, Mapping[str, str]] = {"second": {"STRICT_CLOUDEVENTS": "true"}}
-"""second receives CloudEvents: the receiving layer reads each strictly before the app (plugins/receive.py)."""
+SERVICE_OWN_ENV: Mapping[str, Mapping[str, str]] = {
+    "second": {"STRICT_CLOUDEVENTS": "true"},
+    "first": {"MAX_HEADER_BYTES": "61440"},
+}
+"""second receives CloudEvents: the receiving layer reads each strictly before the app (plugins/receive.py).
+first takes request heads 4 KiB smaller than the others: the caller's Content-Type goes on to the broker and
+second inside a head that also carries the event's attributes and the trace context, so a caller's head at first's
+limit still fits theirs (at 64 KiB a 64 KiB Content-Type got 431 from the broker, and first answered 502)."""
 
 
 def service_environment(name: str) -> dict[str, str]:
@@ -275,6 +285,10 @@ class Stack:
             "BROKER_SUBSCRIBERS": f"second=http://127.0.0.1:{ports['second']}",
             "BROKER_CONFIG": str(ROOT / "config"),
         }
+        if name == "broker":
+            # Each stack's broker its own store (broker/store.py): two brokers on one would deliver twice.
+            folder = self.log_dir or Path(tempfile.mkdtemp(prefix="broker-store-"))
+            env["BROKER_STORE"] = str(folder / "broker-store.sqlite3")
         if self.otlp_endpoint:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.otlp_endpoint
         else:

@@ -27,7 +27,7 @@ APP_PORT = 8080
 """Every service's PORT in its image (and Knative's): inside the compose network each listens there."""
 OWN_SETTINGS = {"K_SINK", "BROKER_SUBSCRIBERS", "BROKER_CONFIG", "EVENT_MODE", "LOG_FORMAT", "LOG_LEVEL"}
 OWN_SETTINGS |= {"SINK_TIMEOUT", "SINK_CONNECT_TIMEOUT", "MAX_EVENT_BYTES", "DELIVERY_TIMEOUT"}
-OWN_SETTINGS |= {"HOST", "PORT", "DEAD_LETTER_FILE"}
+OWN_SETTINGS |= {"HOST", "PORT", "DEAD_LETTER_FILE", "BROKER_STORE", "BROKER_STORE_MAX_BYTES"}
 
 
 def _raw() -> dict[str, Any]:
@@ -124,6 +124,25 @@ def test_stop_waits_for_the_services_graceful_shutdown(compose_config: dict[str,
     env = spec["environment"]
     shutdown = int(env["UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN"]) + float(env["OTEL_EXPORTER_OTLP_TIMEOUT"])
     assert int(grace[:-1]) > shutdown, "SIGKILL would cut the drain and the span flush short"
+
+
+def test_the_brokers_store_and_dead_letters_are_on_a_named_volume_bounded_in_size(
+    compose_config: dict[str, Any],
+) -> None:
+    """What the broker accepted outlives its container (a SIGKILL, a restart), in a place of bounded size that
+    holds the store's own bound (BROKER_STORE_MAX_BYTES) with room for dead letters."""
+    broker = compose_config["services"]["broker"]
+    (mount,) = broker["volumes"]
+    assert mount["type"] == "volume" and mount["target"] == "/var/lib/broker", mount
+    env = broker["environment"]
+    for setting in ("DEAD_LETTER_FILE", "BROKER_STORE"):
+        assert env[setting].startswith("/var/lib/broker/"), f"{setting}={env[setting]} is not on the volume"
+    options = compose_config["volumes"][mount["source"]]["driver_opts"]
+    assert options["type"] == "tmpfs", options
+    pages = re.fullmatch(r"nr_blocks=(\d+)(,.*)?", options["o"])
+    assert pages, f"no size bound on the volume: {options}"
+    assert int(pages.group(1)) * 4096 > int(env["BROKER_STORE_MAX_BYTES"]), "the volume is smaller than the store"
+    assert "tmpfs" not in broker, "the broker's data would die with its container"
 
 
 def test_jaeger_is_locked_down_too(compose_config: dict[str, Any]) -> None:

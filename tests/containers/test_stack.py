@@ -220,8 +220,9 @@ def test_each_image_runs_with_dockers_strict_read_only_root(stack: Stack, servic
     options = ["--read-only", "--read-only-tmpfs=false", *(f"--cap-drop={c}" for c in spec["cap_drop"])]
     options += [f"--security-opt={o}" for o in spec["security_opt"]]
     options += [f"--env={k}={v}" for k, v in spec["environment"].items()]
-    # The writable places the compose file itself declares (the broker's dead-letter file), and nothing else.
-    declared: list[str] = spec.get("tmpfs", [])
+    # The writable places the compose file itself declares (the broker's volume for its store and dead letters,
+    # a tmpfs here), and nothing else.
+    declared: list[str] = spec.get("tmpfs", []) + [f"{v['target']}:mode=1777" for v in spec.get("volumes", [])]
     options += [f"--tmpfs={mount}" for mount in declared]
     stack.engine.podman("run", "--detach", "--name", name, *options, spec["image"])
     try:

@@ -177,12 +177,19 @@ def test_same_id_from_another_source_is_a_different_event(stack: Stack) -> None:
 
 
 # Valid CloudEvents that the cloudevents SDK, which second reads with, cannot hold: a leap second (Python's
-# datetime has none), a null attribute in structured mode (the JSON format's "absent"). The broker, strict as
-# Knative's, takes them; second refuses each with a 400 naming the problem, never a 500, so the broker's delivery
-# ends at once (a 4xx is final) in the dead letters.
+# datetime has none), a null attribute in structured mode (the JSON format's "absent"), data nested 3000 deep
+# (the SDK's JSON reader recurses). The broker, strict as Knative's, takes them; second refuses each with a 400
+# naming the problem, never a 500, so the broker's delivery ends at once (a 4xx is final) in the dead letters.
 SDK_CANNOT_HOLD = {
     "leap second": (cloudevent_headers(**{"ce-time": "2016-12-31T23:59:60Z"}), b"x", "second must be in 0..59"),
     "null subject": (STRUCTURED, _document(subject=None), "subject"),
+    # Knative's broker reads JSON nested up to 10,000 deep (Go's encoding/json); the SDK's reader recurses and
+    # stops near Python's recursion limit.
+    "deep JSON data": (
+        STRUCTURED,
+        _document()[:-1] + b', "data": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+        "decoding a JSON array",
+    ),
 }
 
 

@@ -65,11 +65,17 @@ def services(peer: Peer, receiver: Receiver, tmp_path_factory: pytest.TempPathFa
         "first": ("first", {**otlp, "K_SINK": peer.url + INGRESS, GRACE: "5"}),
         "broker": (
             "broker",
-            {**broker, "BROKER_SUBSCRIBERS": f"peer={peer.url}/slow", GRACE: "5"},
+            # Each broker its own store (broker/store.py refuses to share one); one dead-letter file for both.
+            {**broker, "BROKER_SUBSCRIBERS": f"peer={peer.url}/slow", GRACE: "5", "BROKER_STORE": str(folder / "a.db")},
         ),
         "stuck-broker": (
             "broker",
-            {**broker, "BROKER_SUBSCRIBERS": f"peer={peer.url}/never", GRACE: "1"},
+            {
+                **broker,
+                "BROKER_SUBSCRIBERS": f"peer={peer.url}/never",
+                GRACE: "1",
+                "BROKER_STORE": str(folder / "b.db"),
+            },
         ),
         # A client that sends its body slowly keeps a request running past the deadline.
         "second": ("second", {**otlp, GRACE: "2"}),

@@ -79,6 +79,8 @@ def lone(
                 **FAST_EXPORT,
                 "BROKER_CONFIG": str(ROOT / "config"),
                 "BROKER_SUBSCRIBERS": f"second=http://127.0.0.1:{ports['hop']}",
+                # Its own store (broker/store.py), not the default one in the clone.
+                "BROKER_STORE": str(tmp_path_factory.mktemp("hop-broker") / "broker-store.sqlite3"),
             },
         ),
         "zero-code-second": Spec("second", late_export, zero_code=True),
