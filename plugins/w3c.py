@@ -47,6 +47,7 @@ _KNOWN_FLAGS = TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID
 """The flags level 2 defines; the rest are reserved and go out as zero."""
 _TRACESTATE_KEY = re.compile(r"[a-z0-9][a-z0-9_\-*/@]{0,255}")
 _TRACESTATE_VALUE = re.compile(r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]")
+_NONEMPTY_MEMBER = re.compile(r"[^, \t][^,]*")
 _TRACESTATE_MAX_MEMBERS = 32
 _TRACESTATE_MAX_CHARS = _TRACESTATE_MAX_MEMBERS * (256 + 1 + 256 + 4)
 """The longest combined `tracestate` that can hold 32 valid members (key, `=`, value, a comma and some optional
@@ -98,10 +99,10 @@ def parse_tracestate(values: Sequence[str] | None) -> TraceState:
     if len(combined) > _TRACESTATE_MAX_CHARS:
         return TraceState()
     members: dict[str, str] = {}
-    for raw in combined.split(","):
-        member = raw.strip(OWS)
-        if not member:
-            continue  # empty members are allowed (they appear when fields are combined)
+    # Empty members are allowed (they appear when fields are combined): the regular expression passes over them,
+    # so a list of nothing but commas and spaces costs no more than a full one.
+    for raw in _NONEMPTY_MEMBER.findall(combined):
+        member = raw.rstrip(OWS)
         key, sep, value = member.partition("=")
         if not sep or not _TRACESTATE_KEY.fullmatch(key) or not _TRACESTATE_VALUE.fullmatch(value):
             return TraceState()
