@@ -44,7 +44,7 @@ LAYERS = (
     # The load carries no trace context, so untraced has none to pass on: this layer is what propagation costs
     # then (reading the headers for one). With the SDK on, every hop writes and reads a context: that work is in
     # the spans layer.
-    Layer("propagation", "propagation (extract, inject: W3C + B3)", "off", "untraced"),
+    Layer("propagation", "propagation (extract, inject: W3C)", "off", "untraced"),
     Layer("spans", "spans recorded, not exported", "untraced", "recorded"),
     Layer("export", "batch processor + OTLP/HTTP export", "recorded", "exported"),
     Layer("log_correlation", "trace ids on log lines", "exported", "traced"),

@@ -18,7 +18,7 @@ import pytest
 
 from bench.layers import LAYERS
 from bench.layers import VARIANTS as LAYER_VARIANTS
-from bench.run import DEFAULT_OUT, REFERENCE, SMOKE_RUN, SMOKE_RUN_DONE, Settings, conclusion, tables
+from bench.run import DEFAULT_OUT, GOALS, REFERENCE, SMOKE_RUN, SMOKE_RUN_DONE, Settings, conclusion, tables
 from tools.stack import ROOT
 
 SERVICES = {"first", "broker", "second"}
@@ -125,15 +125,18 @@ def test_a_full_run_still_reports_the_breakdown_the_goals_and_the_headline() -> 
     """The committed reference run (3 rounds) through the same report a full `make bench` prints."""
     final = json.loads(REFERENCE.read_text())
     settings = Settings(**final["settings"])
-    text = tables(final, settings) + "\n" + conclusion(final["summary"], final["ratios"], final["goals"])
+    ending = conclusion(final["summary"], final["ratios"], final["goals"], final["noise"])
+    text = tables(final, settings) + "\n" + ending
     assert "smoke run" not in text
     for layer in LAYERS:
         assert re.search(rf"^\+ {re.escape(layer.label[:20])}.*\d+\.\d{{3}}", text, re.M), layer.label
     assert re.search(r"^= tracing in all \(traced - off\).*100%", text, re.M), text
-    assert len(re.findall(r"^goal \S+: .*: (met|not met)$", text, re.M)) == len(final["goals"]) == 5
+    assert len(re.findall(r"^goal \S+: .*: (met|not met)$", text, re.M)) == len(final["goals"]) == len(GOALS)
+    # The noise of the paired ratios, stated with the rounds it comes from.
+    assert re.search(r"^noise traced_vs_untraced_rps: rounds \d\.\d{3}, \d\.\d{3}, \d\.\d{3}; spread", text, re.M), text
     assert re.search(
         r"^==> tracing costs -?\d+% of throughput \(\d+ vs \d+ req/s\) and adds "
-        r"-?\d+\.\d ms at p50, -?\d+\.\d ms at p99 per hop \(first and broker\) on this machine; \d of 5 goals met",
+        r"-?\d+\.\d ms at p50, -?\d+\.\d ms at p99 per hop \(first and broker\) on this machine; \d of 7 goals met",
         text,
         re.M,
     ), text
