@@ -9,10 +9,9 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
-from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plugins import cloudevents
@@ -33,16 +32,6 @@ class Rejected(Exception):
         self.response = response
 
 
-def answer_rejections(app: FastAPI) -> None:
-    """Answer every `Rejected` with its JSON problem, so request handlers read bodies and events without a
-    try block each."""
-
-    async def answer(request: Request, exc: Exception) -> Response:
-        return exc.response if isinstance(exc, Rejected) else problem(400, str(exc))
-
-    app.add_exception_handler(Rejected, answer)
-
-
 def problem(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -53,29 +42,15 @@ def _too_large(size: str) -> Rejected:
     return Rejected(problem(413, message))
 
 
-async def read_body(request: Request) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed MAX_EVENT_BYTES: from the declared
-    Content-Length before anything is read, else while streaming, never holding more than the limit."""
-    declared = request.headers.get("content-length", "").strip()
-    if declared.isascii() and declared.isdigit() and int(declared) > MAX_EVENT_BYTES:
-        raise _too_large(declared)
-    body = bytearray()
-    try:
-        async for chunk in request.stream():
-            if len(body) + len(chunk) > MAX_EVENT_BYTES:
-                raise _too_large(f"more than {MAX_EVENT_BYTES}")
-            body += chunk
-    except ClientDisconnect:
-        # Nobody is left to answer; say so in the log rather than with a traceback.
-        log.warning("client disconnected before sending the whole event (%d bytes read)", len(body))
-        raise Rejected(problem(400, "client disconnected before the body was complete")) from None
-    return bytes(body)
-
-
 async def read_event(request: Request) -> cloudevents.Event:
-    body = await read_body(request)
+    """The request's event (the broker ingress), read as the receiving layer reads one."""
+    return parse_event(request.headers, await read_body(request.receive, request.headers.get("content-length")))
+
+
+def parse_event(headers: Headers, body: bytes) -> cloudevents.Event:
+    """`body` and `headers` as a CloudEvent, strictly; a `Rejected` naming the problem otherwise."""
     try:
-        event = cloudevents.parse(request.headers, body)
+        event = cloudevents.parse(headers, body)
     except cloudevents.EventError as exc:
         log.warning("rejected event: %s", exc.message)
         raise Rejected(problem(exc.status, exc.message)) from None
@@ -84,14 +59,16 @@ async def read_event(request: Request) -> cloudevents.Event:
     return event
 
 
-async def _read_all(receive: Receive, declared: str | None) -> bytes:
-    """The body from ASGI messages, bounded as `read_body` bounds it."""
+async def read_body(receive: Receive, declared: str | None) -> bytes:
+    """The body from ASGI messages, refused with 413 as soon as it is known to exceed MAX_EVENT_BYTES: from the
+    declared Content-Length before anything is read, else while streaming, never holding more than the limit."""
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > MAX_EVENT_BYTES:
         raise _too_large(declared)
     body = bytearray()
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
+            # Nobody is left to answer; say so in the log rather than with a traceback.
             log.warning("client disconnected before sending the whole body (%d bytes read)", len(body))
             raise Rejected(problem(400, "client disconnected before the body was complete"))
         chunk = message.get("body", b"")
@@ -144,9 +121,9 @@ class ReceivingLayer:
             return
         headers = Headers(scope=scope)
         try:
-            body = await _read_all(receive, headers.get("content-length"))
+            body = await read_body(receive, headers.get("content-length"))
             if self.strict_cloudevents:
-                self._check_event(headers, body)
+                parse_event(headers, body)
         except Rejected as rejected:
             await rejected.response(scope, receive, send)
             return
@@ -160,13 +137,3 @@ class ReceivingLayer:
             return await receive()
 
         await self.app(scope, replay, send)
-
-    @staticmethod
-    def _check_event(headers: Headers, body: bytes) -> None:
-        try:
-            event = cloudevents.parse(headers, body)
-        except cloudevents.EventError as exc:
-            log.warning("rejected event: %s", exc.message)
-            raise Rejected(problem(exc.status, exc.message)) from None
-        for leniency in event.lenient:
-            log.warning("event %s accepted leniently, as Knative's broker would: %s", event.id, leniency)
