@@ -49,9 +49,14 @@ async def _replay(dispatcher: Dispatcher, store: EventStore, triggers: tuple[Tri
             reason = f"its Trigger {stored.trigger!r} is no longer in the manifests (BROKER_CONFIG)"
             await dispatcher.give_up(Trigger(stored.trigger, "", "", ""), event, reason, stored.row)
             continue
-        size = len(stored.body) + sum(len(name) + len(value) for name, value in stored.headers.items())
+        size = _size(stored.headers, stored.body)
         await dispatcher.room_for(1, size)
         dispatcher.dispatch(event, size, [(trigger, stored.row)], propagate.extract(stored.context))
+
+
+def _size(headers: dict[str, str], body: bytes) -> int:
+    """The bytes an event holds while it waits for delivery: what the backlog's MAX_PENDING_BYTES counts."""
+    return len(body) + sum(len(name) + len(value) for name, value in headers.items())
 
 
 def _arrival_time() -> str:
@@ -151,7 +156,7 @@ def create_app() -> FastAPI:
         triggers = [t for t in settings.routing.for_broker(namespace, name) if t.matches(event)]
         # Backpressure: with the delivery backlog full, accept only as fast as deliveries finish.
         dispatcher, store = request.app.state.dispatcher, request.app.state.store
-        size = len(body) + sum(len(name) + len(value) for name, value in headers.items())
+        size = _size(headers, body)
         await dispatcher.room_for(len(triggers), size)
         span_name = f"broker:{name}.{namespace}"
         with tracer.start_as_current_span(span_name, attributes=event_attributes(event, span_name)):

@@ -142,8 +142,8 @@ class Dispatcher:
             await self._store.remove(row)
 
     async def _attempts(self, trigger: Trigger, event: Event, span: trace.Span) -> bool:
-        """Whether the delivery is over: delivered, or dead-lettered to the sink or the file."""
-        """Post with the Trigger's retries and backoff; then the dead-letter sink."""
+        """Post with the Trigger's retries and backoff; then the dead-letter sink. Whether the delivery is over:
+        delivered, or dead-lettered to the sink or the file."""
         attempts = 1 + trigger.delivery.retry
         for attempt in range(1, attempts + 1):
             if attempt > 1:
