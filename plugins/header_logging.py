@@ -10,8 +10,9 @@ escaped and cut (plugins/escaping.py), so a header cannot add a line to the log.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
+from typing import TypeVar
 
 from plugins.escaping import MASK, Block, escape
 from plugins.propagators import TRACE_HEADERS
@@ -61,31 +62,26 @@ _CREDENTIAL_VALUE = re.compile(
 # held 60 MB (issue 21). Only names up to CACHED_NAME_LENGTH characters are cached (every real header name is
 # far shorter), so the two caches hold at most 2 x 1024 x 64 characters; a longer name is judged afresh each time.
 CACHED_NAME_LENGTH = 64
+T = TypeVar("T")
 
 
+def _cached_for_short_names(judge: Callable[[str], T]) -> Callable[[str], T]:
+    """`judge`, remembered for up to 1024 names of at most CACHED_NAME_LENGTH characters."""
+    cached = lru_cache(maxsize=1024)(judge)
+    return lambda name: cached(name) if len(name) <= CACHED_NAME_LENGTH else judge(name)
+
+
+@_cached_for_short_names
 def is_secret(name: str) -> bool:
     """Whether a header of this name may carry a credential (its value is never shown)."""
-    return _is_secret_short(name) if len(name) <= CACHED_NAME_LENGTH else _judge_secret(name)
-
-
-def _judge_secret(name: str) -> bool:
     lower = name.lower()
     return lower not in SHOWN and _CREDENTIAL_NAME.search(lower) is not None
 
 
-_is_secret_short = lru_cache(maxsize=1024)(_judge_secret)
-
-
+@_cached_for_short_names
 def _canonical(name: str) -> str:
-    return _canonical_short(name) if len(name) <= CACHED_NAME_LENGTH else _canonical_name(name)
-
-
-def _canonical_name(name: str) -> str:
     # The article's Go output shows canonical MIME header names (Traceparent, X-B3-Traceid).
     return escape("-".join(part[:1].upper() + part[1:].lower() for part in name.split("-")), 256)
-
-
-_canonical_short = lru_cache(maxsize=1024)(_canonical_name)
 
 
 def shown_value(name: str, value: str) -> str:
