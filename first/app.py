@@ -106,7 +106,10 @@ async def send(request: Request) -> JSONResponse:
         if TRACE_EXTENSION and PROPAGATE_CONTEXT:
             # The PRODUCER span's context inside the event too, where no hop rewrites it.
             event = CloudEvent({**event.get_attributes(), **trace_extension()}, data)
-        message = to_structured_event(event) if MODE == "structured" else to_binary_event(event)
+        # Data that is itself a structured CloudEvent goes structured: in binary mode its Content-Type would make
+        # the receiver read the data as the event (the HTTP binding decides the mode by Content-Type first).
+        structured = MODE == "structured" or content_type.startswith("application/cloudevents")
+        message = to_structured_event(event) if structured else to_binary_event(event)
         if len(message.body) > MAX_EVENT_BYTES:
             # Structured mode carries the data inside JSON (base64 for bytes: a third more).
             error = f"the event is {len(message.body)} bytes once encoded in {MODE} mode, over MAX_EVENT_BYTES"

@@ -1,15 +1,15 @@
 """CloudEvents 1.0 over HTTP read exactly as the specification says; events encoded with their data unchanged.
 
-The upstream gap it fills: the cloudevents SDK (2.2) creates events well and is used for that (`new_event`
-fills id, time and specversion with it), but its HTTP binding
+The upstream gap it fills: the cloudevents SDK (2.2) creates events well (first and second use it), but its HTTP
+binding
 - fills in a missing `id` and `specversion` and does not check attribute types, names or formats (time,
   URI-references, media types, the String type's forbidden characters), so a malformed event would pass;
 - decodes JSON data and encodes it again, changing numbers such as 1e400 and losing repeated keys, where a
   broker must forward the data as sent (docs/cloudevents.md);
 - refuses what Knative's broker (sdk-go) accepts, where this module accepts it and logs it (`Event.lenient`).
 So incoming events are validated here against CloudEvents 1.0, its HTTP protocol binding in binary and
-structured content modes and the JSON format, into one model, `Event`, whose data is the bytes on the wire;
-every service uses that model, and each event is encoded once, by `to_http`. Every client mistake raises
+structured content modes and the JSON format, into one model, `Event`, whose data is the bytes on the wire,
+which the broker forwards encoded by `to_http`. Every client mistake raises
 `EventError`, whose message names the attribute or header at fault. Every size is capped before it is read
 (plugins/receive.py) and parsing is linear (tests/unit/test_parser_cost.py).
 
@@ -31,7 +31,6 @@ from typing import Any, Final, NoReturn
 from urllib.parse import quote, unquote_to_bytes
 
 from cloudevents.core.base import BaseCloudEvent
-from cloudevents.core.v1.event import CloudEvent
 
 from plugins.escaping import MASK, Block, escape
 
@@ -607,18 +606,6 @@ def _is_json_text(text: str) -> bool:
     except (EventError, IndexError):
         return False
     return _skip_space(text, end) == len(text)
-
-
-def new_event(attributes: dict[str, str], data: bytes) -> Event:
-    """A new CloudEvent 1.0 whose data is `data`, byte for byte: the SDK fills id, time and specversion, and the
-    attributes pass the same checks as what second receives. The data never goes through the SDK (it would
-    decode JSON and encode it again, changing numbers such as 1e400 and losing repeated keys)."""
-    filled = {
-        name: value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
-        for name, value in CloudEvent(attributes=attributes).get_attributes().items()
-        if value is not None
-    }
-    return Event(_validate(filled, []), data)
 
 
 SHOWN_EXTENSIONS: Final = frozenset(

@@ -61,6 +61,19 @@ def test_binary_mode_forwards_the_body_bytes_unchanged(firsts: dict[str, Service
     assert _arrived(broker, reply.json()["event_id"]) == body
 
 
+def test_a_cloudevent_posted_as_the_body_is_sent_structured_so_it_stays_data(
+    firsts: dict[str, Service], broker: Peer
+) -> None:
+    inner = json.dumps({"specversion": "1.0", "id": "inner", "source": "caller", "type": "x"}).encode()
+    reply = httpx.post(
+        firsts["binary"].url + "/", content=inner, headers={"content-type": "application/cloudevents+json"}
+    )
+    assert reply.status_code == 200, reply.text
+    sent = json.loads(_arrived(broker, reply.json()["event_id"]))
+    assert sent["type"] == "dev.knative.tracing.hello" and sent["datacontenttype"] == "application/cloudevents+json"
+    assert base64.b64decode(sent["data_base64"]) == inner
+
+
 @pytest.mark.parametrize("body", BODIES.values(), ids=BODIES.keys())
 def test_structured_mode_carries_the_same_bytes(firsts: dict[str, Service], broker: Peer, body: bytes) -> None:
     reply = httpx.post(firsts["structured"].url + "/", content=body, headers={"content-type": "application/json"})
